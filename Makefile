@@ -1,0 +1,43 @@
+# lpa: `make quickstart` runs the whole chain on the embedded digits dataset (CPU, minutes);
+# `make test` runs the test suite. Both create .venv from requirements.txt when it is missing.
+PY := .venv/bin/python
+DVC := .venv/bin/dvc
+# stage commands call `python`: make it the project's
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+# extra Hydra overrides for quickstart, e.g. OVERRIDES="attention.compat=dp train.epochs=5"
+OVERRIDES ?=
+
+.PHONY: venv test quickstart bench models params clean-venv
+
+venv: .venv/.installed
+
+.venv/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+test: venv
+	$(PY) -m pytest -q
+
+# The quick suite (conf/suite/quick.yaml) recorded as a DVC experiment.
+quickstart: venv
+	$(DVC) exp run -S suite=quick $(foreach o,$(OVERRIDES),-S $(o))
+	@echo
+	@echo "results table:   reports/results.md"
+	@echo "metrics:         reports/summary.json, reports/runs/*/metrics.json"
+	@echo "attention maps:  $$(ls reports/runs/*/attention/*.png 2>/dev/null | tr '\n' ' ')"
+	@echo "experiments:     dvc exp show   |   compare: dvc metrics diff <exp-a> <exp-b>"
+
+bench: venv
+	$(PY) -m lpa.bench --model vgg-att2 --width 0.5 --batch-size 128 --steps 10 --compare-reference
+
+models: venv
+	$(PY) -m lpa.models
+
+# params.yaml is conf/ composed with the default (paper) suite; DVC recomposes it on `dvc exp run`
+params: venv
+	$(PY) -m lpa.config
+
+clean-venv:
+	rm -rf .venv

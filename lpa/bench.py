@@ -1,0 +1,214 @@
+"""Training-step benchmark: our engine, and optionally the usual PyTorch loop, on one device.
+
+    python -m lpa.bench --model vgg-att2 [--batch-size 128] [--steps 20] [--width 1.0]
+                        [--precision auto|fp32|bf16] [--compile] [--compare-reference]
+
+Ours: data resident on the device, batched on-device flip + pad-4 crop, the engine's own
+`train_step` (bf16 autocast and channels_last on CUDA by default, fused/foreach SGD), no host
+sync inside the timed loop. Reference (--compare-reference): the way the common ports train — a
+torchvision-style Dataset of uint8 images turned into PIL images, per-image RandomCrop(32, 4),
+RandomHorizontalFlip, ToTensor, Normalize, a DataLoader, fp32, NCHW, no compile, `loss.item()`
+every step. Warm-up steps (and compilation) are timed separately and excluded. Figures are
+printed, never asserted: timing is a measurement, not a test.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lpa.augment import augment_batch
+from lpa.engine import build_optimizer, train_step
+from lpa.models import build_model, count_flops
+
+# Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; --peak-tflops overrides.
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 80GB HBM3": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "RTX 4090": 165.0,
+}
+CIFAR_TRAIN_IMAGES = 50_000
+PAPER_EPOCHS = 300
+
+
+def device_peak_tflops(device: torch.device) -> tuple[float | None, str]:
+    if device.type != "cuda":
+        return None, "cpu"
+    name = torch.cuda.get_device_name(device)
+    for key, peak in PEAK_BF16_TFLOPS.items():
+        if all(part in name for part in key.split()):
+            return peak, name
+    return None, name
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # process-wide peak resident set (Linux reports KiB); covers both loops when both run
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_cfg_for_bench(args) -> dict:
+    # The optimizer settings of the paper's VGG recipe; they do not affect speed.
+    return {"lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 5e-4}
+
+
+def time_ours(args, device: torch.device, amp_dtype) -> dict:
+    torch.manual_seed(0)
+    model = build_model(args.model, args.num_classes, width=args.width).to(device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, train_cfg_for_bench(args), device)
+    forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
+    n = args.batch_size * 8
+    images = torch.randn(n, 3, 32, 32, device=device)
+    labels = torch.randint(0, args.num_classes, (n,), device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def step(i):
+        idx = torch.randint(0, n, (args.batch_size,), device=device, generator=gen)
+        x = augment_batch(images[idx], gen, flip=True, crop_padding=4)
+        if args.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return train_step(forward, optimizer, x, labels[idx], amp_dtype)
+
+    return run_timed(step, args, device)
+
+
+def time_reference(args, device: torch.device) -> dict:
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+    from PIL import Image
+
+    class ArrayImages(Dataset):
+        """Like torchvision.datasets.CIFAR10: uint8 HWC arrays, PIL image per item, transforms."""
+
+        def __init__(self, n, num_classes, transform):
+            rng = np.random.default_rng(0)
+            self.data = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+            self.targets = rng.integers(0, num_classes, n).tolist()
+            self.transform = transform
+
+        def __len__(self):
+            return len(self.targets)
+
+        def __getitem__(self, i):
+            return self.transform(Image.fromarray(self.data[i])), self.targets[i]
+
+    transform = transforms.Compose([
+        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+        transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))])
+    n = args.batch_size * (args.warmup + args.steps)
+    loader = DataLoader(ArrayImages(n, args.num_classes, transform), batch_size=args.batch_size, shuffle=True,
+                        num_workers=args.reference_workers, drop_last=True, pin_memory=device.type == "cuda",
+                        persistent_workers=False)
+    torch.manual_seed(0)
+    model = build_model(args.model, args.num_classes, width=args.width).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    batches = iter(loader)
+
+    def step(i):
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits, _ = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()  # what the ports do to log every step
+
+    return run_timed(step, args, device)
+
+
+def run_timed(step, args, device: torch.device) -> dict:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(args.warmup):
+        step(i)
+    sync(device)
+    t1 = time.perf_counter()
+    for i in range(args.steps):
+        step(i)
+    sync(device)
+    t2 = time.perf_counter()
+    seconds = t2 - t1
+    return {"warmup_s": t1 - t0, "ms_per_step": 1000 * seconds / args.steps,
+            "images_per_s": args.steps * args.batch_size / seconds, "peak_mem_mb": peak_memory_mb(device)}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m lpa.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on CPU (the params.yaml defaults)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: on for CUDA, and on CPU with bf16")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-mode", default="default")
+    p.add_argument("--compare-reference", action="store_true")
+    p.add_argument("--reference-workers", type=int, default=2, help="DataLoader workers of the reference loop")
+    p.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak, if not in the table")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    args = p.parse_args(argv)
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    amp_dtype = torch.bfloat16 if precision == "bf16" else None
+    if args.channels_last is None:
+        args.channels_last = device.type == "cuda" or precision == "bf16"
+    peak, device_name = device_peak_tflops(device)
+    peak = args.peak_tflops or peak
+    flops_fwd = count_flops(build_model(args.model, args.num_classes, width=args.width), 32)
+    flops_train = 3 * flops_fwd  # backward ~ 2x forward
+
+    print(f"device: {device_name}  torch {torch.__version__}  threads {torch.get_num_threads()}")
+    print(f"model: {args.model}  width {args.width}  batch {args.batch_size}  steps {args.steps} (+{args.warmup} warm-up)"
+          f"  forward {flops_fwd / 1e9:.3f} GFLOP/image, train step ~{flops_train / 1e9:.3f} GFLOP/image")
+    print(f"ours: precision {precision}  channels_last {args.channels_last}  "
+          f"compile {args.compile_mode if args.compile else 'off'}  data on device, batched flip+crop")
+    ours = time_ours(args, device, amp_dtype)
+    report("ours", ours)
+    tflops = ours["images_per_s"] * flops_train / 1e12
+    print(f"ours achieved: {tflops:.2f} TFLOP/s" + (f" = {100 * tflops / peak:.1f}% of {peak:.0f} TFLOP/s bf16 peak"
+                                                    if peak else " (device peak unknown: --peak-tflops)"))
+    print(f"ours estimated {PAPER_EPOCHS} epochs x {CIFAR_TRAIN_IMAGES} images: "
+          f"{PAPER_EPOCHS * CIFAR_TRAIN_IMAGES / ours['images_per_s'] / 60:.1f} min")
+    if args.compare_reference:
+        print(f"reference: fp32, NCHW, no compile, DataLoader({args.reference_workers} workers) "
+              "+ per-image PIL RandomCrop/Flip/ToTensor/Normalize, loss.item() per step")
+        ref = time_reference(args, device)
+        report("reference", ref)
+        print(f"reference estimated {PAPER_EPOCHS} epochs: "
+              f"{PAPER_EPOCHS * CIFAR_TRAIN_IMAGES / ref['images_per_s'] / 60:.1f} min")
+        print(f"speedup_vs_reference: {ours['images_per_s'] / ref['images_per_s']:.2f}")
+
+
+def report(name: str, r: dict) -> None:
+    print(f"{name}: {r['images_per_s']:.1f} images/s  {r['ms_per_step']:.1f} ms/step  "
+          f"peak memory {r['peak_mem_mb']:.0f} MiB  warm-up {r['warmup_s']:.1f} s")
+
+
+if __name__ == "__main__":
+    main()

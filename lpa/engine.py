@@ -1,0 +1,260 @@
+"""The training engine: one loop for CPU and GPU.
+
+In the style of cifar10-airbench: the whole split lives on the device as one tensor, batches are
+drawn with `torch.randperm`, augmentation runs batched on the device, loss and accuracy accumulate
+on the device and are read only when the progress bar refreshes (no per-step host sync), bf16
+autocast and channels_last on CUDA. The final model is the last epoch's: nothing here ever looks
+at the test split.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lpa.augment import augment_batch
+from lpa.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
+from lpa.config import config_hash, model_options
+from lpa.models import build_model
+
+# How often (in steps) the progress bar reads the device accumulators; also how often a
+# non-finite loss is noticed. Reading is a host sync, so not every step.
+SYNC_EVERY = 20
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(device: torch.device, precision: Mapping) -> torch.dtype | None:
+    """bf16 autocast (fp32 master weights) or None for plain fp32, per `train.precision`."""
+    return torch.bfloat16 if precision["cuda" if device.type == "cuda" else "cpu"] == "bf16" else None
+
+
+@dataclass
+class DeviceData:
+    images: torch.Tensor  # float32 N x C x H x W on the device
+    labels: torch.Tensor  # int64 N on the device
+
+    @classmethod
+    def from_arrays(cls, images: np.ndarray, labels: np.ndarray, device: torch.device) -> "DeviceData":
+        return cls(torch.from_numpy(np.ascontiguousarray(images)).to(device, torch.float32),
+                   torch.from_numpy(np.ascontiguousarray(labels)).to(device, torch.int64))
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+def split_validation(data: DeviceData, fraction: float, seed: int) -> tuple[DeviceData, DeviceData | None]:
+    """Hold out a seeded `fraction` of the training split for monitoring (never the test split)."""
+    if fraction <= 0:
+        return data, None
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(data), generator=gen).to(data.labels.device)
+    n_val = max(1, int(round(fraction * len(data))))
+    val, train = perm[:n_val], perm[n_val:]
+    return (DeviceData(data.images[train], data.labels[train]),
+            DeviceData(data.images[val], data.labels[val]))
+
+
+def lr_at(train_cfg: Mapping, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at `epoch` (0-based) and global `step`, following `train.lr_schedule`.
+
+    Torch7's `learningRateDecay` (the official code sets 1e-7) divides the rate by
+    (1 + step * lr_decay); `lr_decay: 0` switches it off.
+    """
+    sched = train_cfg["lr_schedule"]
+    if sched["kind"] == "step":
+        factor = sched["gamma"] ** (epoch // sched["step_epochs"])
+    elif sched["kind"] == "multistep":
+        factor = sched["gamma"] ** sum(epoch >= m for m in sched["milestones"])
+    else:
+        factor = 1.0
+    warmup_steps = sched["warmup_epochs"] * steps_per_epoch
+    if step < warmup_steps:
+        factor *= (step + 1) / warmup_steps
+    return train_cfg["lr"] * factor / (1.0 + step * train_cfg["lr_decay"])
+
+
+def build_optimizer(model: torch.nn.Module, train_cfg: Mapping, device: torch.device) -> torch.optim.Optimizer:
+    # foreach (multi-tensor) SGD everywhere; fused on CUDA, where it exists and is fastest
+    fused = device.type == "cuda"
+    return torch.optim.SGD(model.parameters(), lr=train_cfg["lr"], momentum=train_cfg["momentum"],
+                           nesterov=train_cfg["nesterov"], weight_decay=train_cfg["weight_decay"],
+                           **({"fused": True} if fused else {"foreach": True}))
+
+
+def build_for_training(config: Mapping, num_classes: int, input_size: int, device: torch.device) -> torch.nn.Module:
+    model = build_model(config["model"]["name"], num_classes, input_size=input_size, **model_options(config))
+    model = model.to(device)
+    if config["train"]["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def train_step(model, optimizer, x, y, amp_dtype):
+    """One SGD step; returns (loss, number correct) as device tensors (no host sync)."""
+    with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        logits, _ = model(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), (logits.detach().argmax(1) == y).sum()
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: list[dict] = field(default_factory=list)
+    resumed_from_epoch: int = 0
+
+
+def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoint_dir: Path | None = None,
+          on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> TrainResult:
+    """Train `config`'s model on `train_data` (already on its device) and return the last epoch's model.
+
+    `on_epoch(record)` is called after every epoch (and replayed for epochs restored from a
+    checkpoint, so a logger sees the full history either way).
+    """
+    cfg = config["train"]
+    device = train_data.images.device
+    seed = config["seed"]
+    torch.manual_seed(seed)
+    train_data, val_data = split_validation(train_data, cfg["val_fraction"], seed)
+    input_size = train_data.images.shape[-1]
+    model = build_for_training(config, num_classes, input_size, device)
+    optimizer = build_optimizer(model, cfg, device)
+    forward_model = torch.compile(model, mode=cfg["compile_mode"]) if cfg["compile"] else model
+    amp_dtype = autocast_dtype(device, cfg["precision"])
+    channels_last = cfg["channels_last"]
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    n, bs = len(train_data), cfg["batch_size"]
+    steps_per_epoch = n // bs if cfg["drop_last"] else math.ceil(n / bs)
+    if steps_per_epoch == 0:
+        raise ValueError(f"run {config['run']}: {n} training images is fewer than one batch of {bs} "
+                         "with train.drop_last=true; lower train.batch_size")
+
+    chash = config_hash(config)
+    history: list[dict] = []
+    start_epoch = 0
+    state = load_checkpoint(checkpoint_dir, chash)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        history, start_epoch = state["history"], state["epoch"]
+        print(f"{config['run']}: resuming from the checkpoint after epoch {start_epoch}")
+        for record in history:
+            if on_epoch:
+                on_epoch(record)
+
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    for epoch in range(start_epoch, cfg["epochs"]):
+        model.train()
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.int64)
+        first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+        seen = 0
+        bar = tqdm(range(steps_per_epoch), desc=f"{config['run']} epoch {epoch + 1}/{cfg['epochs']}",
+                   disable=not show_bar, leave=False, unit="step")
+        for b in bar:
+            idx = perm[b * bs:(b + 1) * bs]
+            x = augment_batch(train_data.images[idx], gen, cfg["augment"]["flip"], cfg["augment"]["crop_padding"])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = train_data.labels[idx]
+            step = epoch * steps_per_epoch + b
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, epoch, step, steps_per_epoch)
+            loss, n_correct = train_step(forward_model, optimizer, x, y, amp_dtype)
+            # remember the first bad step on the device; read it only at sync points
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), torch.tensor(b, device=device), first_bad)
+            loss_sum += loss * y.shape[0]
+            correct += n_correct
+            seen += y.shape[0]
+            if (b + 1) % SYNC_EVERY == 0 or b + 1 == steps_per_epoch:
+                bad = int(first_bad)
+                if bad >= 0:
+                    raise NonFiniteLossError(
+                        f"{config['run']}: loss became non-finite at epoch {epoch + 1}, step {bad + 1}; "
+                        f"check the learning rate (train.lr={cfg['lr']}), the preprocessed inputs "
+                        f"(data/processed/{config['dataset']}) and train.precision")
+                if show_bar:
+                    elapsed = time.perf_counter() - t0
+                    bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{100 * int(correct) / seen:.2f}%",
+                                    img_s=f"{seen / elapsed:.0f}")
+        bar.close()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float(loss_sum) / seen,
+            "train_top1_error": 100.0 * (1 - int(correct) / seen),
+            "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": seen / seconds,
+            "seconds": seconds,
+        }
+        if val_data is not None and cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0
+                                                           or epoch + 1 == cfg["epochs"]):
+            logits = predict(forward_model, val_data.images, cfg["eval_batch_size"], amp_dtype, channels_last)
+            record["val_top1_error"] = 100.0 * float((logits.argmax(1) != val_data.labels.cpu()).float().mean())
+        history.append(record)
+        print(f"{config['run']} epoch {record['epoch']}/{cfg['epochs']}: loss {record['train_loss']:.4f} "
+              f"train error {record['train_top1_error']:.2f}% lr {record['lr']:.4g} "
+              f"{record['images_per_s']:.0f} img/s"
+              + (f" val error {record['val_top1_error']:.2f}%" if "val_top1_error" in record else ""),
+              flush=True)
+        if on_epoch:
+            on_epoch(record)
+        every = cfg["checkpoint_every"]
+        if checkpoint_dir is not None and every and (epoch + 1) % every == 0 and epoch + 1 < cfg["epochs"]:
+            save_checkpoint(checkpoint_dir, {
+                "config_hash": chash, "epoch": epoch + 1, "history": history,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+            })
+    remove_checkpoints(checkpoint_dir)
+    return TrainResult(model=model, history=history, resumed_from_epoch=start_epoch)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int, amp_dtype: torch.dtype | None = None,
+            channels_last: bool = False, with_maps: bool = False):
+    """Logits (float32, on the CPU) for `images` in large no-grad batches; maps too if asked."""
+    model.eval()
+    logits, maps = [], []
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i:i + batch_size]
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            out, level_maps = model(x)
+        logits.append(out.float().cpu())
+        if with_maps:
+            maps.append([m.float().cpu() for m in level_maps])
+    logits = torch.cat(logits)
+    if not with_maps:
+        return logits
+    levels = [torch.cat([batch[k] for batch in maps]) for k in range(len(maps[0]))] if maps else []
+    return logits, levels
