@@ -1,7 +1,7 @@
 """Atomic file output: write under a temporary name in the same directory, then rename.
 
 A crash or a bad input never leaves a half-written file or directory where a later stage (or DVC)
-would take it for a result.
+would take it for a result. Same directory, so os.replace is a rename on one filesystem.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -26,18 +27,32 @@ def atomic_path(path: Path | str, directory: bool = False):
         tmp = Path(name)
     try:
         yield tmp
+        # mkstemp/mkdtemp create 0600/0700; outputs should be readable like any other file
+        os.chmod(tmp, 0o755 if directory else 0o644)
         if directory and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
         raise
 
 
-def write_text(path: Path | str, text: str) -> None:
+def write_bytes(path: Path | str, data: bytes) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
 
 
-def write_json(path: Path | str, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def write_text(path: Path | str, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path | str, obj: Any) -> Path:
+    """Stable JSON (indented, trailing newline); NaN/inf are rejected, never written."""
+    return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")

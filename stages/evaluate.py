@@ -17,7 +17,7 @@ from lpa.cli import run_stage
 from lpa.data.arrays import read_split
 from lpa.engine import DeviceData, autocast_dtype, build_for_training, pick_device, predict
 from lpa.evaluate import classification_metrics, metrics_json, write_confusion_csv, write_per_class_csv
-from lpa.figures import fixed_image_indices, save_attention_overlays
+from lpa.figures import fixed_image_indices, overlay_titles, save_attention_overlays
 from lpa.files import atomic_path, write_json
 
 OVERLAY_IMAGES = 16
@@ -43,12 +43,12 @@ def main(run: str) -> None:
     metrics = classification_metrics(logits, labels, num_classes)
     write_json(out / "metrics.json", metrics_json(metrics, classes))
     write_per_class_csv(out / "per_class.csv", metrics, classes)
-    write_confusion_csv(out / "confusion.csv", labels, logits.argmax(1).numpy(), classes)
+    write_confusion_csv(out / "confusion.csv", labels, metrics["predictions"], classes)
 
     idx = fixed_image_indices(labels, OVERLAY_IMAGES)
-    shown_logits, maps = predict(model, test.images[idx], OVERLAY_IMAGES, amp_dtype, channels_last, with_maps=True)
+    _, maps = predict(model, test.images[idx], OVERLAY_IMAGES, amp_dtype, channels_last, with_maps=True)
     originals, _ = read_split(Path("data/extracted") / config["dataset"], "test")
-    titles = [f"{classes[t]} / {classes[p]}" for t, p in zip(labels[idx], shown_logits.argmax(1).tolist())]
+    titles = overlay_titles(labels[idx], metrics["predictions"][idx], classes)
     with atomic_path(out / "attention", directory=True) as tmp:
         if not save_attention_overlays(originals[idx], maps, tmp, titles=titles):
             (tmp / "NO_ATTENTION_MAPS.txt").write_text(f"{config['model']['name']} has no attention maps\n")

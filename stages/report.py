@@ -7,22 +7,16 @@ Reads the `runs` param (which runs exist, in order) and each run's config.json a
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lpa.cli import run_stage
 from lpa.config import stage_params
 from lpa.files import write_json, write_text
-from lpa.report import load_deviations, render_results_md, results_table, summary_json
+from lpa.report import load_deviations, load_run, render_results_md, results_table, summary_json
 
 
 def main() -> None:
-    runs = []
-    for run in stage_params("report")["runs"]:
-        record = Path("reports/runs") / run
-        runs.append({"run": run,
-                     "config": json.loads((record / "config.json").read_text()),
-                     "metrics": json.loads((record / "metrics.json").read_text())})
+    runs = [load_run(Path("reports/runs") / run) for run in stage_params("report")["runs"]]
     table = results_table(runs)
     write_text("reports/results.md", render_results_md(table, load_deviations()))
     write_json("reports/summary.json", summary_json(table))

@@ -1,0 +1,271 @@
+"""Preprocessing transforms fitted on the training split and saved next to the processed arrays.
+
+Pipeline, on uint8 pixel values taken as floats in 0..255::
+
+    [gcn]        per image: subtract its mean, scale to L2 norm `gcn_scale` (pylearn2
+                 global_contrast_normalize with subtract_mean=True, use_std=False, sqrt_bias=0;
+                 images with a norm below 1e-8 are left unscaled)
+    normalize:
+      zca          x -> (x - mean) @ W,  W = U diag(1 / sqrt(S + eps)) U^T, where U, S are the
+                   eigenvectors / eigenvalues of the training covariance, from scikit-learn's PCA
+                   (svd_solver="covariance_eigh": one d x d covariance and eigh, no n x d SVD)
+      standardize  per channel: (x - mean_c) / std_c
+      scale        x / 255 (values in [0, 1])
+      none         x unchanged (0..255 as floats)
+
+Every statistic comes from the training split only; the test split (and any new image) gets the
+same fitted transform. `Transform.save` writes transform.npz (method, mean, matrix or std,
+epsilon, GCN settings, image shape); `apply_saved_transform(dir, uint8_images)` applies it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lpa.data.errors import DataError, DataParamError
+from lpa.data.params import NORMALIZE_METHODS
+
+FORMAT_VERSION = 1
+CHUNK = 2048               # images per block when fitting/applying (bounds temporary memory)
+FLOAT16_MAX = 65504.0
+GCN_MIN_DIVISOR = 1e-8
+
+
+def global_contrast_normalize(x: np.ndarray, scale: float = 55.0, min_divisor: float = GCN_MIN_DIVISOR) -> np.ndarray:
+    """pylearn2-style GCN of a float (n, d) array, in place; returns it."""
+    x -= x.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64)) / scale
+    norms[norms < min_divisor] = 1.0
+    x /= norms[:, None].astype(x.dtype)
+    return x
+
+
+def fit_zca(x: np.ndarray, epsilon: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ZCA of a float (n, d) matrix with scikit-learn's PCA: (mean (d,), W (d, d), eigenvalues).
+
+    The eigenvalues are sklearn's explained_variance_ (covariance with n - 1). With n < d the
+    PCA keeps n components and W is zero on the directions the training data never spans.
+    """
+    from sklearn.decomposition import PCA
+
+    n, d = x.shape
+    solver = "covariance_eigh" if n >= d else "full"
+    pca = PCA(svd_solver=solver, whiten=False).fit(x)
+    u = pca.components_.T.astype(np.float64)           # d x k, orthonormal columns
+    s = pca.explained_variance_.astype(np.float64)      # k eigenvalues, descending
+    w = (u * (1.0 / np.sqrt(s + epsilon))) @ u.T
+    return pca.mean_.astype(np.float64), w, s
+
+
+@dataclass
+class Transform:
+    """A fitted preprocessing transform; `apply` maps uint8 N x C x H x W to float32."""
+
+    method: str
+    image_shape: tuple[int, int, int]
+    gcn: bool = False
+    gcn_scale: float = 55.0
+    zca_epsilon: float | None = None
+    mean: np.ndarray | None = None      # zca: (C*H*W,), standardize: (C,)
+    std: np.ndarray | None = None       # standardize: (C,)
+    matrix: np.ndarray | None = None    # zca: (C*H*W, C*H*W)
+    info: dict = field(default_factory=dict)  # fit diagnostics for meta.json (not saved in the npz)
+
+    def __post_init__(self) -> None:
+        if self.method not in NORMALIZE_METHODS:
+            raise DataParamError(f"unknown normalize method {self.method!r}; allowed: {', '.join(NORMALIZE_METHODS)}")
+        self.image_shape = tuple(int(s) for s in self.image_shape)
+
+    # -- applying -----------------------------------------------------------------------------
+    def _flat(self, block: np.ndarray, dtype=np.float32) -> np.ndarray:
+        x = np.asarray(block).reshape(block.shape[0], -1).astype(dtype)
+        if self.gcn:
+            global_contrast_normalize(x, self.gcn_scale)
+        return x
+
+    def _apply_block(self, block: np.ndarray) -> np.ndarray:
+        n = block.shape[0]
+        x = self._flat(block)
+        if self.method == "zca":
+            x -= self.mean
+            x = x @ self.matrix
+        elif self.method == "standardize":
+            c = self.image_shape[0]
+            x = x.reshape(n, c, -1)
+            x -= self.mean[None, :, None]
+            x /= self.std[None, :, None]
+        elif self.method == "scale":
+            x *= np.float32(1.0 / 255.0)
+        return x.reshape((n, *self.image_shape))
+
+    def check_images(self, images: np.ndarray) -> None:
+        if images.dtype != np.uint8:
+            raise ValueError(f"the transform takes uint8 images (0..255), got {images.dtype}")
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError(
+                f"the transform was fitted on N x {' x '.join(map(str, self.image_shape))} images, "
+                f"got {' x '.join(map(str, images.shape))}"
+            )
+
+    def apply(self, images: np.ndarray, out: np.ndarray | None = None, chunk_size: int = CHUNK) -> np.ndarray:
+        """Transform uint8 N x C x H x W images; into `out` (e.g. a float16 memmap) if given."""
+        self.check_images(images)
+        if out is None:
+            out = np.empty(images.shape, dtype=np.float32)
+        elif out.shape != images.shape:
+            raise ValueError(f"out has shape {out.shape}, expected {images.shape}")
+        check_f16 = out.dtype == np.float16
+        for start in range(0, images.shape[0], chunk_size):
+            y = self._apply_block(images[start:start + chunk_size])
+            if check_f16:
+                peak = float(np.abs(y).max()) if y.size else 0.0
+                if not np.isfinite(peak) or peak > FLOAT16_MAX:
+                    raise DataError(
+                        f"{self.method} output reaches {peak:.3g}, beyond float16 (65504); "
+                        f"use a larger zca_epsilon or gcn: true"
+                    )
+            out[start:start + y.shape[0]] = y
+        return out
+
+    # -- saving -------------------------------------------------------------------------------
+    def describe(self) -> dict:
+        """JSON-able summary for meta.json."""
+        d = {"method": self.method, "gcn": self.gcn, "fit_split": "train", "input": "uint8 pixel values 0..255"}
+        if self.gcn:
+            d.update(gcn_scale=self.gcn_scale, gcn_subtract_mean=True, gcn_use_std=False, gcn_sqrt_bias=0.0,
+                     gcn_min_divisor=GCN_MIN_DIVISOR)
+        if self.method == "zca":
+            d.update(zca_epsilon=self.zca_epsilon, library="scikit-learn PCA(svd_solver='covariance_eigh')")
+        if self.method == "standardize":
+            d.update(mean=[float(v) for v in self.mean], std=[float(v) for v in self.std])
+        if self.method == "scale":
+            d.update(scale=1.0 / 255.0)
+        d.update(self.info)
+        return d
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = {
+            "format_version": np.array(FORMAT_VERSION),
+            "method": np.array(self.method),
+            "image_shape": np.array(self.image_shape, dtype=np.int64),
+            "gcn": np.array(self.gcn),
+            "gcn_scale": np.array(self.gcn_scale, dtype=np.float64),
+            "gcn_min_divisor": np.array(GCN_MIN_DIVISOR),
+        }
+        if self.zca_epsilon is not None:
+            arrays["zca_epsilon"] = np.array(self.zca_epsilon, dtype=np.float64)
+        for key in ("mean", "std", "matrix"):
+            value = getattr(self, key)
+            if value is not None:
+                arrays[key] = value
+        with open(path, "wb") as f:  # a file object: np.savez would append .npz to a name
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Transform:
+        with np.load(path, allow_pickle=False) as z:
+            version = int(z["format_version"])
+            if version != FORMAT_VERSION:
+                raise ValueError(f"{path}: transform format {version}, this code reads {FORMAT_VERSION}")
+            return cls(
+                method=str(z["method"]),
+                image_shape=tuple(int(v) for v in z["image_shape"]),
+                gcn=bool(z["gcn"]),
+                gcn_scale=float(z["gcn_scale"]),
+                zca_epsilon=float(z["zca_epsilon"]) if "zca_epsilon" in z else None,
+                mean=z["mean"] if "mean" in z else None,
+                std=z["std"] if "std" in z else None,
+                matrix=z["matrix"] if "matrix" in z else None,
+            )
+
+
+def fit_transform(
+    train_images: np.ndarray,
+    method: str,
+    *,
+    gcn: bool = False,
+    gcn_scale: float = 55.0,
+    zca_epsilon: float = 0.1,
+    chunk_size: int = CHUNK,
+) -> Transform:
+    """Fit `method` on uint8 N x C x H x W training images (memory-mapped input is fine)."""
+    if method not in NORMALIZE_METHODS:
+        raise DataParamError(f"normalize={method!r} is not allowed; choose one of {', '.join(NORMALIZE_METHODS)}")
+    if train_images.ndim != 4 or train_images.shape[0] == 0:
+        raise ValueError(f"need N x C x H x W training images, got shape {train_images.shape}")
+    shape = tuple(int(s) for s in train_images.shape[1:])
+    t = Transform(method, shape, gcn=gcn, gcn_scale=float(gcn_scale),
+                  zca_epsilon=float(zca_epsilon) if method == "zca" else None)
+    t.check_images(train_images)
+    n = train_images.shape[0]
+    blocks = range(0, n, chunk_size)
+
+    if method == "zca":
+        # float64 for the fit: the covariance of 0..255 data loses digits in float32
+        x = np.empty((n, int(np.prod(shape))), dtype=np.float64)
+        for start in blocks:
+            x[start:start + chunk_size] = t._flat(train_images[start:start + chunk_size], np.float64)
+        mean, w, eig = fit_zca(x, float(zca_epsilon))
+        del x
+        t.mean = mean.astype(np.float32)
+        t.matrix = w.astype(np.float32)
+        t.info = {"eigenvalue_max": float(eig[0]), "eigenvalue_min": float(eig[-1]),
+                  "components": int(eig.shape[0]), "train_images": n}
+    elif method == "standardize":
+        c = shape[0]
+        total = np.zeros(c)
+        count = 0
+        for start in blocks:
+            x = t._flat(train_images[start:start + chunk_size], np.float64).reshape(-1, c, shape[1] * shape[2])
+            total += x.sum(axis=(0, 2))
+            count += x.shape[0] * x.shape[2]
+        mean = total / count
+        sq = np.zeros(c)
+        for start in blocks:
+            x = t._flat(train_images[start:start + chunk_size], np.float64).reshape(-1, c, shape[1] * shape[2])
+            sq += ((x - mean[None, :, None]) ** 2).sum(axis=(0, 2))
+        std = np.sqrt(sq / count)
+        std[std < 1e-8] = 1.0  # a constant channel is only centred
+        t.mean = mean.astype(np.float32)
+        t.std = std.astype(np.float32)
+        t.info = {"train_images": n}
+    return t
+
+
+def transform_path(directory: str | os.PathLike) -> Path:
+    from lpa.data.arrays import TRANSFORM_FILE
+
+    path = Path(directory)
+    return path if path.suffix == ".npz" else path / TRANSFORM_FILE
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int, size: int) -> Transform:
+    return Transform.load(path)
+
+
+def load_transform(directory: str | os.PathLike) -> Transform:
+    """The Transform saved in a processed dataset directory (or a transform.npz path)."""
+    path = transform_path(directory)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; run preprocess@<dataset> first")
+    st = path.stat()
+    return _load_cached(os.fspath(path.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def apply_saved_transform(directory: str | os.PathLike, images_uint8: np.ndarray) -> np.ndarray:
+    """Apply data/processed/<dataset>/transform.npz to uint8 N x C x H x W images -> float32.
+
+    A single C x H x W image is accepted too (and returned without the batch axis). The result
+    equals the stored processed arrays up to their float16 rounding.
+    """
+    images = np.asarray(images_uint8)
+    single = images.ndim == 3
+    if single:
+        images = images[None]
+    out = load_transform(directory).apply(images)
+    return out[0] if single else out

@@ -1,0 +1,168 @@
+"""Attention-map overlays: the same fixed test images, one 4x4 PNG per attention level.
+
+The stage (``stages/evaluate.py``) picks the images once per dataset with
+``fixed_image_indices(test_labels)``, runs the model on them (the maps come from
+``model(x) -> (logits, maps)``), and calls::
+
+    idx = fixed_image_indices(test_labels, n=16)
+    titles = overlay_titles(test_labels[idx], predictions[idx], classes)
+    save_attention_overlays(raw_uint8_images[idx], maps, run_dir / "attention", titles)
+
+``raw_uint8_images`` are the *unprocessed* images (``data/extracted/<dataset>``), so a reader sees
+the picture rather than its ZCA-whitened version; the model input for the same indices is the
+processed split (or ``apply_saved_transform`` on the raw images).
+"""
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lpa.evaluate import to_numpy
+from lpa.files import write_bytes
+
+GRID = 4  # 4 x 4 images per PNG
+ALPHA = 0.5
+CMAP = "jet"
+
+
+def fixed_image_indices(labels: Any, n: int = 16) -> np.ndarray:
+    """Indices of ``n`` test images that depend only on the labels (same for every run).
+
+    Rule: round-robin over the classes in increasing class index; round r takes each class's
+    r-th image (in test-set order), skipping classes that have run out. So with 10 classes and
+    n=16 the grid shows the first image of classes 0..9, then the second image of classes 0..5.
+    Every class appears before any class appears twice, and the choice never depends on a model,
+    a seed or the order runs are evaluated in. Returns int64 indices in selection order; fewer
+    than ``n`` when the split has fewer images.
+    """
+    y = to_numpy(labels).astype(np.int64).ravel()
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    per_class = [np.flatnonzero(y == c) for c in np.unique(y)]  # each already in test-set order
+    chosen: list[int] = []
+    rounds = max((len(ix) for ix in per_class), default=0)
+    for r in range(rounds):
+        for ix in per_class:
+            if r < len(ix):
+                chosen.append(int(ix[r]))
+                if len(chosen) == n:
+                    return np.asarray(chosen, dtype=np.int64)
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def overlay_titles(labels: Any, predictions: Any, classes: Sequence[str]) -> list[str]:
+    """Small titles ``"<true>"`` for a right prediction, ``"<true> -> <predicted>"`` for a wrong one."""
+    y = to_numpy(labels).astype(np.int64).ravel()
+    p = to_numpy(predictions).astype(np.int64).ravel()
+    return [classes[t] if t == q else f"{classes[t]} -> {classes[q]}" for t, q in zip(y, p)]
+
+
+def _as_maps(m: Any, n: int) -> np.ndarray:
+    """One level's maps -> float32 (N, h, w). Accepts (N,1,h,w), (N,h,w) or (N,C,h,w).
+
+    With C > 1 channels (not expected from the LTPA heads, possible from a mask-style model) the
+    channels are averaged, a neutral summary for display.
+    """
+    a = to_numpy(m).astype(np.float32, copy=False)
+    if a.ndim == 4:
+        a = a.mean(axis=1) if a.shape[1] != 1 else a[:, 0]
+    if a.ndim != 3 or a.shape[0] != n:
+        raise ValueError(f"attention maps must be (N,1,h,w) with N={n}, got shape {a.shape}")
+    return a
+
+
+def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear (align_corners=False, as F.interpolate / the ports' visualisations) to ``size``."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(maps))[:, None]
+    if tuple(t.shape[-2:]) != tuple(size):
+        t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+    return t[:, 0].numpy()
+
+
+def _minmax(maps: np.ndarray) -> np.ndarray:
+    """Per-image min-max to [0, 1] for display; a constant map shows as 0, non-finite values as 0."""
+    flat = maps.reshape(len(maps), -1).astype(np.float64)
+    finite = np.isfinite(flat)
+    lo = np.where(finite, flat, np.inf).min(axis=1)
+    hi = np.where(finite, flat, -np.inf).max(axis=1)
+    span = hi - lo
+    ok = np.isfinite(span) & (span > 0)
+    out = np.zeros_like(flat)
+    out[ok] = (flat[ok] - lo[ok, None]) / span[ok, None]
+    out[~finite] = 0.0
+    return out.reshape(maps.shape).astype(np.float32)
+
+
+def _to_hwc_uint8(images: Any) -> np.ndarray:
+    a = to_numpy(images)
+    if a.ndim != 4 or a.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N,3,H,W) or (N,1,H,W) uint8, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (the unprocessed images), got {a.dtype}")
+    a = np.transpose(a, (0, 2, 3, 1))
+    return np.repeat(a, 3, axis=3) if a.shape[3] == 1 else a
+
+
+def save_attention_overlays(images_uint8: Any, maps: Sequence[Any] | None, out_dir: str | os.PathLike,
+                            titles: Sequence[str] | None = None) -> list[Path]:
+    """Write ``level1.png``, ``level2.png``, ... into ``out_dir``, one per attention level.
+
+    Args:
+        images_uint8: (N, 3, H, W) uint8 images (N <= 16; usually ``fixed_image_indices``).
+        maps: one (N, 1, h, w) array/tensor per level, in level order (the model's ``maps``).
+            ``None`` or empty (a model without attention): nothing is written, returns ``[]``.
+        out_dir: created if missing.
+        titles: optional N short strings (e.g. ``overlay_titles``) drawn above each image.
+
+    Each PNG is a 4x4 grid: the image, with the level's map bilinearly upsampled to H x W,
+    min-max scaled per image (the maps' absolute scale differs by orders of magnitude between a
+    32x32 and an 8x8 softmax; only the pattern is comparable) and drawn in 'jet' at alpha 0.5.
+    Returns the written paths in level order. Each PNG is written atomically.
+    """
+    if maps is None or len(maps) == 0:
+        return []
+    # A bare Figure on the Agg canvas: no display, no pyplot global state, and no change to the
+    # backend of whoever imported us (matplotlib.use would switch it process-wide).
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    imgs = _to_hwc_uint8(images_uint8)
+    n, h, w = imgs.shape[:3]
+    if n > GRID * GRID:
+        raise ValueError(f"at most {GRID * GRID} images per grid, got {n}")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"{len(titles)} titles for {n} images")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    written = []
+    for level, level_maps in enumerate(maps, start=1):
+        raw = _as_maps(level_maps, n)
+        shown = _minmax(_upsample(raw, (h, w)))
+        fig = Figure(figsize=(2.0 * GRID, 2.0 * GRID + 0.4), dpi=100)
+        FigureCanvasAgg(fig)
+        fig.suptitle(f"attention level {level}  (map {raw.shape[1]}x{raw.shape[2]} -> {h}x{w}, "
+                     f"per-image min-max)", fontsize=9)
+        axes = fig.subplots(GRID, GRID)
+        for i, ax in enumerate(axes.ravel()):
+            ax.set_axis_off()
+            if i >= n:
+                continue
+            ax.imshow(imgs[i], interpolation="nearest")
+            ax.imshow(shown[i], cmap=CMAP, alpha=ALPHA, vmin=0.0, vmax=1.0,
+                      interpolation="nearest")
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=7, pad=2)
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.05, hspace=0.2)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        written.append(write_bytes(out_dir / f"level{level}.png", buf.getvalue()))
+    return written

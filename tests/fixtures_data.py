@@ -1,0 +1,159 @@
+"""Small fixture files in the exact official formats, for the data tests (no network).
+
+* CIFAR: `cifar-10-python.tar.gz` / `cifar-100-python.tar.gz`, a gzipped tar whose top directory is
+  `cifar-10-batches-py` / `cifar-100-python`, holding pickled batches with the official keys
+  (`batch_label`, `labels` / `fine_labels` + `coarse_labels`, `data` N x 3072 uint8, `filenames`)
+  and `batches.meta` / `meta` (`label_names` / `fine_label_names`, `coarse_label_names`). The
+  pickles are written the way the real (Python 2) files are: keys and names as 8-bit strings
+  (BINSTRING opcodes), so `pickle.load(f, encoding="latin1")` gives str keys, as with the real ones.
+* SVHN: `*_32x32.mat` with X uint8 32 x 32 x 3 x N and y N x 1 in 1..10 (10 = digit 0).
+* Image folders: ROOT/train/<class>/*.png|jpg and ROOT/test/<class>/*.
+
+Each maker returns what the parser should produce, so tests compare arrays exactly.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from lpa.data.sources import RemoteFile
+
+UNREACHABLE = "http://127.0.0.1:9"  # discard port on localhost: connection refused at once
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Pickle bytes as Python 2 `str` (BINSTRING), like the official CIFAR batches."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj: bytes) -> None:
+        n = len(obj)
+        if n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
+def py2_pickle(obj) -> bytes:
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(obj)
+    return buf.getvalue()
+
+
+def md5_of(path: Path) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def remote(filename: str, md5: str) -> RemoteFile:
+    """A RemoteFile for a fixture: the official name, an unreachable URL, the fixture's MD5."""
+    return RemoteFile(filename, f"{UNREACHABLE}/{filename}", md5)
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def _images(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+
+
+def make_cifar10_archive(raw_dir: Path, per_batch: int = 6, n_test: int = 8, seed: int = 0) -> dict:
+    """Write raw_dir/cifar-10-python.tar.gz; return {md5, path, train_x, train_y, test_x, test_y, classes}."""
+    rng = np.random.default_rng(seed)
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    path = raw_dir / "cifar-10-python.tar.gz"
+    train_x, train_y = [], []
+    with tarfile.open(path, "w:gz") as tar:
+        top = "cifar-10-batches-py"
+        _add(tar, f"{top}/readme.html", b"<html>fixture</html>")
+        meta = {b"num_cases_per_batch": per_batch, b"label_names": [c.encode() for c in classes], b"num_vis": 3072}
+        _add(tar, f"{top}/batches.meta", py2_pickle(meta))
+        for i in range(1, 6):
+            x, y = _images(rng, per_batch), rng.integers(0, 10, per_batch).tolist()
+            train_x.append(x)
+            train_y += y
+            batch = {b"batch_label": f"training batch {i} of 5".encode(), b"labels": y, b"data": x,
+                     b"filenames": [f"img_{i}_{j}.png".encode() for j in range(per_batch)]}
+            _add(tar, f"{top}/data_batch_{i}", py2_pickle(batch))
+        test_x, test_y = _images(rng, n_test), rng.integers(0, 10, n_test).tolist()
+        batch = {b"batch_label": b"testing batch 1 of 1", b"labels": test_y, b"data": test_x,
+                 b"filenames": [f"test_{j}.png".encode() for j in range(n_test)]}
+        _add(tar, f"{top}/test_batch", py2_pickle(batch))
+    return {
+        "path": path, "md5": md5_of(path), "classes": classes,
+        "train_x": np.concatenate(train_x).reshape(-1, 3, 32, 32), "train_y": np.array(train_y, np.int64),
+        "test_x": test_x.reshape(-1, 3, 32, 32), "test_y": np.array(test_y, np.int64),
+    }
+
+
+def make_cifar100_archive(raw_dir: Path, n_train: int = 12, n_test: int = 6, seed: int = 1) -> dict:
+    rng = np.random.default_rng(seed)
+    fine = [f"fine_{i:02d}" for i in range(100)]
+    coarse = [f"coarse_{i:02d}" for i in range(20)]
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    path = raw_dir / "cifar-100-python.tar.gz"
+    out = {"path": path, "classes": fine}
+    with tarfile.open(path, "w:gz") as tar:
+        top = "cifar-100-python"
+        _add(tar, f"{top}/meta", py2_pickle({b"fine_label_names": [c.encode() for c in fine],
+                                             b"coarse_label_names": [c.encode() for c in coarse]}))
+        for split, n in (("train", n_train), ("test", n_test)):
+            x, y = _images(rng, n), rng.integers(0, 100, n).tolist()
+            batch = {b"filenames": [f"{split}_{j}.png".encode() for j in range(n)],
+                     b"batch_label": f"{split}ing batch 1 of 1".encode(), b"fine_labels": y,
+                     b"coarse_labels": [v // 5 for v in y], b"data": x}
+            _add(tar, f"{top}/{split}", py2_pickle(batch))
+            out[f"{split}_x"] = x.reshape(-1, 3, 32, 32)
+            out[f"{split}_y"] = np.array(y, np.int64)
+    out["md5"] = md5_of(path)
+    return out
+
+
+def make_svhn_mat(path: Path, n: int, seed: int = 2) -> dict:
+    """Write an SVHN-format .mat; return {md5, images (N x 3 x 32 x 32), labels (0..9)}."""
+    import scipy.io
+
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
+    digits = rng.integers(0, 10, n)
+    digits[:2] = [0, 9]  # make sure digit 0 (stored as 10) occurs
+    y = np.where(digits == 0, 10, digits).astype(np.uint8).reshape(n, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(str(path), {"X": x, "y": y})
+    return {"path": path, "md5": md5_of(path), "images": x.transpose(3, 2, 0, 1), "labels": digits.astype(np.int64)}
+
+
+def make_imagefolder(root: Path, classes=("cat", "dog", "eel"), per_class: int = 3, seed: int = 3) -> Path:
+    """ROOT/train|test/<class>/ with PNG and JPEG files of mixed sizes and modes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split in ("train", "test"):
+        for c in classes:
+            d = root / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                h, w = [(32, 32), (40, 24), (17, 50)][i % 3]
+                arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+                img = Image.fromarray(arr)
+                if i % 3 == 0:
+                    img.save(d / f"{i:03d}.png")
+                elif i % 3 == 1:
+                    img.convert("L").save(d / f"{i:03d}.JPG", quality=90)
+                else:
+                    img.convert("RGBA").save(d / f"{i:03d}.png")
+    (root / "train" / classes[0] / "notes.txt").write_text("not an image: ignored")
+    return root

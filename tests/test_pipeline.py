@@ -1,0 +1,117 @@
+"""End to end through DVC: the real stages, in a temporary git repository made from this tree.
+
+Tiny settings (digits, width 0.125, 2 epochs): these tests check plumbing and outputs, not accuracy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+TINY = ["suite=quick", "model.width=0.125", "train.epochs=2", "train.checkpoint_every=1"]
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "lpa-test", "GIT_AUTHOR_EMAIL": "test@lpa",
+           "GIT_COMMITTER_NAME": "lpa-test", "GIT_COMMITTER_EMAIL": "test@lpa"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def make_repo(dst: Path) -> Path:
+    """A fresh git repo holding this working tree's files (tracked and untracked-not-ignored)."""
+    files = sh(["git", "ls-files", "-co", "--exclude-standard", "-z"], REPO).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    sh(["git", "init", "-q"], dst)
+    sh(["git", "add", "-A"], dst)
+    sh(["git", "commit", "-qm", "snapshot"], dst)
+    return dst
+
+
+def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    return sh([sys.executable, "-m", "dvc", *args], cwd, check)
+
+
+def exp_run(repo: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return dvc("exp", "run", *[a for o in overrides for a in ("-S", o)], cwd=repo)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    repo = make_repo(tmp_path_factory.mktemp("clone"))
+    exp_run(repo, *TINY)
+    return repo
+
+
+def test_quick_suite_writes_every_output(repo: Path):
+    for split in ("train", "test"):
+        assert (repo / f"data/processed/digits/{split}_images.npy").exists()
+    for run in ("digits-vgg", "digits-vgg-att2"):
+        rec = repo / "reports/runs" / run
+        assert (repo / "models" / run / "model.pt").exists()
+        config = json.loads((rec / "config.json").read_text())
+        assert config["run"] == run and config["model"]["width"] == 0.125 and config["train"]["epochs"] == 2
+        logged = json.loads((rec / "train/metrics.json").read_text())
+        assert logged["step"] == 1 and "loss" in logged["train"]
+        assert len((rec / "train/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3  # header + 2 epochs
+        metrics = json.loads((rec / "metrics.json").read_text())
+        assert 0 <= metrics["test"]["top1_error"] <= 100 and 0 <= metrics["test"]["top5_error"] <= 100
+
+        def numbers_only(d):
+            return all(numbers_only(v) if isinstance(v, dict) else isinstance(v, (int, float)) for v in d.values())
+        assert numbers_only(metrics)
+        assert (rec / "per_class.csv").read_text().splitlines()[0] == "class,accuracy"
+        assert (rec / "confusion.csv").read_text().splitlines()[0] == "actual,predicted"
+        assert not (repo / "checkpoints" / run).exists()  # removed once the run completed
+    pngs = sorted(p.name for p in (repo / "reports/runs/digits-vgg-att2/attention").glob("*.png"))
+    assert pngs == ["level1.png", "level2.png"]
+    for png in pngs:
+        assert (repo / "reports/runs/digits-vgg-att2/attention" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = (repo / "reports/results.md").read_text()
+    assert "digits-vgg-att2" in results and "(VGG-att2)-concat-pc" in results
+    summary = json.loads((repo / "reports/summary.json").read_text())
+    assert set(summary) >= {"digits-vgg", "digits-vgg-att2"}
+    plots = dvc("plots", "show", "--json", cwd=repo).stdout
+    assert "train/loss" in plots
+
+
+def test_attention_override_reruns_training_and_is_recorded(repo: Path):
+    before = json.loads((repo / "reports/runs/digits-vgg-att2/config.json").read_text())
+    out = exp_run(repo, *TINY, "attention.compat=dp")
+    assert "Running stage 'train@digits-vgg-att2'" in out.stdout + out.stderr
+    after = json.loads((repo / "reports/runs/digits-vgg-att2/config.json").read_text())
+    assert before["attention"]["compat"] == "pc" and after["attention"]["compat"] == "dp"
+    assert "(VGG-att2)-concat-dp" in (repo / "reports/results.md").read_text()
+    names = dvc("exp", "list", "--name-only", cwd=repo).stdout.split()
+    assert len(names) == 2, names
+    shown = dvc("exp", "show", "--no-pager", cwd=repo).stdout
+    assert all(name in shown for name in names)
+    diff = json.loads(dvc("metrics", "diff", names[0], names[1], "--json", cwd=repo).stdout)
+    assert "reports/runs/digits-vgg-att2/metrics.json" in diff or "reports/summary.json" in diff
+
+
+def test_dry_run_on_default_params_lists_the_paper_suite(repo: Path):
+    shutil.copy2(REPO / "params.yaml", repo / "params.yaml")
+    out = dvc("repro", "--dry", cwd=repo).stdout
+    runs = yaml.safe_load((REPO / "params.yaml").read_text())["runs"]
+    for dataset in ("cifar10", "cifar100", "svhn", "digits"):
+        assert f"download@{dataset}" in out and f"preprocess@{dataset}" in out
+    for run in runs:
+        assert f"'train@{run}'" in out and f"'evaluate@{run}'" in out
+    assert "'report'" in out
