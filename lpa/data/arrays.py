@@ -93,7 +93,6 @@ def write_dataset_dir(out_dir: str | os.PathLike, fill: Callable[[Path], dict]) 
     """
     out_dir = Path(out_dir)
     with atomic_path(out_dir, directory=True) as tmp:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700)
         meta = fill(tmp)
         with open(tmp / META_FILE, "w") as f:
             json.dump(meta, f, indent=2)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .attention import BRANCH_GRADS, COMPATS, G_MODES, INDEP_COMBINES, NORMALIZES, PROJECTS
-from .init import BN_INITS, init_weights
+from .init import BN_INITS, COMPAT_INITS, init_weights
 from .ran import ATTENTION_LEARNINGS, MODULE_LAYOUTS, ResidualAttentionNet
 from .resnet import G_HEADS, ResNet164, ResNetAttention
 from .vgg_att import VGG, VGGGAP, VGGPAN, VGGAttention
@@ -75,11 +75,13 @@ _OPTIONS: dict[str, _Option] = {
     "width": _Option(1.0, kind="width"),
     "input_size": _Option(32, kind="size"),
     "bn_init": _Option("one", BN_INITS),
+    "compat_init": _Option("official", COMPAT_INITS),
 }
 OPTION_DEFAULTS: dict[str, Any] = {k: o.default for k, o in _OPTIONS.items()}
 
 _COMMON = frozenset({"width", "input_size", "bn_init"})
-_LTPA = frozenset({"compat", "g_mode", "indep_combine", "normalize", "project", "branch_grad", "dropout"})
+_LTPA = frozenset({"compat", "g_mode", "indep_combine", "normalize", "project", "branch_grad", "dropout",
+                   "compat_init"})
 _RAN = frozenset({"attention_learning", "module_layout"})
 
 
@@ -154,9 +156,10 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
     resolved = resolve_options(name, **options)
-    kwargs = {k: v for k, v in resolved.items() if k != "bn_init"}
-    model = entry.factory(num_classes, **kwargs)
-    init_weights(model, resolved["bn_init"])
+    init_options = {k: resolved.pop(k) for k in ("bn_init", "compat_init") if k in resolved}
+    model = entry.factory(num_classes, **resolved)
+    init_weights(model, **init_options)
+    resolved.update(init_options)
     model.lpa_name = name
     model.lpa_options = resolved
     return model

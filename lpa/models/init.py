@@ -10,6 +10,13 @@ difference, listed in docs/models.md).
 BatchNorm: Torch7's ``nn.BatchNormalization:reset()`` draws the scale from U(0, 1) and the official
 code never overrides it; the usual modern choice (and lpa's default) is scale 1. ``bn_init``
 selects: ``one`` (default) or ``uniform`` (the Torch7 behaviour). Shift 0 either way.
+
+The pc compatibility ``u`` is a 1x1 convolution to one channel, so MSRinit's fan_out rule gives
+it std sqrt(2): with 256-512 input channels the scores start with a spread of tens and the softmax
+maps start almost one-hot, attending to a single position. ``compat_init`` selects ``official``
+(that) or ``fan_in`` (std 1/sqrt(C): scores of unit spread, soft maps at the start). On the
+embedded digits set a width-0.25 vgg-att2 reached 3.3 % test error in 8 epochs with ``fan_in``
+and 19.7 % with ``official`` (same seed and recipe; see the deviations ledger).
 """
 from __future__ import annotations
 
@@ -19,13 +26,18 @@ import torch
 from torch import nn
 
 BN_INITS = ("one", "uniform")
+COMPAT_INITS = ("official", "fan_in")
 
 
 @torch.no_grad()
-def init_weights(model: nn.Module, bn_init: str = "one") -> nn.Module:
+def init_weights(model: nn.Module, bn_init: str = "one", compat_init: str = "official") -> nn.Module:
     """Initialise ``model`` in place as the official code does (see module docstring)."""
+    from .attention import AttentionLevel  # attention.py does not import this module
+
     if bn_init not in BN_INITS:
         raise ValueError(f"bn_init={bn_init!r}; allowed: {', '.join(BN_INITS)}")
+    if compat_init not in COMPAT_INITS:
+        raise ValueError(f"compat_init={compat_init!r}; allowed: {', '.join(COMPAT_INITS)}")
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
@@ -43,4 +55,8 @@ def init_weights(model: nn.Module, bn_init: str = "one") -> nn.Module:
                 else:
                     nn.init.uniform_(module.weight, 0.0, 1.0)
                 nn.init.zeros_(module.bias)
+    if compat_init == "fan_in":  # after the loop above, which visits u as a plain conv
+        for module in model.modules():
+            if isinstance(module, AttentionLevel) and module.u is not None:
+                nn.init.normal_(module.u.weight, 0.0, 1.0 / math.sqrt(module.u.in_channels))
     return model
