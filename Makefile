@@ -30,7 +30,7 @@ quickstart: venv
 	@echo "experiments:     dvc exp show   |   compare: dvc metrics diff <exp-a> <exp-b>"
 
 bench: venv
-	$(PY) -m lpa.bench --model vgg-att2 --width 0.5 --batch-size 128 --steps 10 --compare-reference
+	$(PY) -m lpa.bench --model vgg-att2 --width 0.5 --batch-size 128 --steps 8 --warmup 2 --precision bf16 --compare-reference
 
 models: venv
 	$(PY) -m lpa.models

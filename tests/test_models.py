@@ -376,3 +376,20 @@ def test_table_prints_every_model(capsys):
     main(["--width", "0.25"])
     out = capsys.readouterr().out
     assert all(f"| {name} " in out for name in MODEL_NAMES)
+
+
+def test_compat_init_fan_in_softens_the_initial_maps():
+    """official: u ~ N(0, 2) gives near one-hot maps at init; fan_in: u ~ N(0, 1/C) soft ones."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32)
+    peaks = {}
+    for init in ("official", "fan_in"):
+        torch.manual_seed(1)
+        model = build_model("vgg-att2", 10, width=0.25, compat_init=init).eval()
+        level = next(m for m in model.modules() if isinstance(m, AttentionLevel))
+        std = level.u.weight.std().item()
+        expected = math.sqrt(2.0) if init == "official" else 1 / math.sqrt(level.u.in_channels)
+        assert std == pytest.approx(expected, rel=0.35)
+        _, maps = model(x)
+        peaks[init] = max(m.flatten(1).max(1).values.mean().item() for m in maps)
+    assert peaks["fan_in"] < peaks["official"]
