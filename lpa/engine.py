@@ -104,6 +104,15 @@ def build_for_training(config: Mapping, num_classes: int, input_size: int, devic
     return model
 
 
+def train_batch(model, optimizer, data: "DeviceData", idx: torch.Tensor, gen: torch.Generator,
+                augment: Mapping, channels_last: bool, amp_dtype):
+    """Gather, augment (on the device, per image) and train on the batch `idx` of `data`."""
+    x = augment_batch(data.images[idx], gen, augment["flip"], augment["crop_padding"])
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return train_step(model, optimizer, x, data.labels[idx], amp_dtype)
+
+
 def train_step(model, optimizer, x, y, amp_dtype):
     """One SGD step; returns (loss, number correct) as device tensors (no host sync)."""
     with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
@@ -173,24 +182,22 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.int64)
         first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+        step_ids = torch.arange(steps_per_epoch, device=device)  # indexing it needs no host->device copy
         seen = 0
         bar = tqdm(range(steps_per_epoch), desc=f"{config['run']} epoch {epoch + 1}/{cfg['epochs']}",
                    disable=not show_bar, leave=False, unit="step")
         for b in bar:
             idx = perm[b * bs:(b + 1) * bs]
-            x = augment_batch(train_data.images[idx], gen, cfg["augment"]["flip"], cfg["augment"]["crop_padding"])
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = train_data.labels[idx]
             step = epoch * steps_per_epoch + b
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch, step, steps_per_epoch)
-            loss, n_correct = train_step(forward_model, optimizer, x, y, amp_dtype)
+            loss, n_correct = train_batch(forward_model, optimizer, train_data, idx, gen, cfg["augment"],
+                                          channels_last, amp_dtype)
             # remember the first bad step on the device; read it only at sync points
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), torch.tensor(b, device=device), first_bad)
-            loss_sum += loss * y.shape[0]
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step_ids[b], first_bad)
+            loss_sum += loss * idx.shape[0]
             correct += n_correct
-            seen += y.shape[0]
+            seen += idx.shape[0]
             if (b + 1) % SYNC_EVERY == 0 or b + 1 == steps_per_epoch:
                 bad = int(first_bad)
                 if bad >= 0:
