@@ -221,6 +221,10 @@ def resolve_run(params: Mapping, run: str) -> dict:
         raise ConfigError(f"runs.{run} has unknown key(s) {sorted(unknown)}; allowed: {', '.join(RUN_KEYS)}")
     if "dataset" not in spec:
         raise ConfigError(f"runs.{run} must name its dataset (runs.{run}.dataset)")
+    from lpa.data.params import DATASETS
+
+    if spec["dataset"] not in DATASETS:
+        raise ConfigError(f"runs.{run}.dataset={spec['dataset']!r} is not a dataset; choose one of {', '.join(DATASETS)}")
 
     model_section = deep_merge(_plain(params["model"]), spec.get("model", {}))
     name = model_section.pop("name", None)

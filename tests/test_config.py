@@ -88,6 +88,9 @@ def test_bad_run_definitions(quick_params):
     params["runs"]["x"] = {"dataset": "digits", "model": {"name": "vgg", "attention_learning": "nal"}}
     with pytest.raises(ConfigError, match="does not take"):
         resolve_run(params, "x")
+    params["runs"]["x"] = {"dataset": "mnist", "model": {"name": "vgg"}}
+    with pytest.raises(ConfigError, match="choose one of cifar10, cifar100, svhn, digits, imagefolder"):
+        resolve_run(params, "x")
     with pytest.raises(ConfigError, match="runs in params.yaml"):
         resolve_run(params, "nope")
     params["train"]["typo"] = 1
