@@ -139,6 +139,7 @@ TRAIN_SCHEMA: dict[str, Any] = {
     "lr": _POSITIVE_NUM,
     "lr_decay": _NONNEG_NUM,
     "momentum": _NONNEG_NUM,
+    "dampening": _FRACTION,
     "nesterov": _BOOL,
     "weight_decay": _NONNEG_NUM,
     "lr_schedule": {
@@ -243,6 +244,9 @@ def resolve_run(params: Mapping, run: str) -> dict:
 
     train = deep_merge(_plain(params["train"]), spec.get("train", {}))
     _check_section(train, TRAIN_SCHEMA, "train")
+    if train["nesterov"] and (train["dampening"] != 0 or train["momentum"] == 0):
+        raise ConfigError(f"run {run}: train.nesterov=true needs train.momentum > 0 and train.dampening=0 "
+                          f"(got momentum={train['momentum']}, dampening={train['dampening']})")
     seed = spec.get("seed", params["seed"])
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ConfigError(f"seed={seed!r} must be an integer")

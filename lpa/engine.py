@@ -92,7 +92,8 @@ def build_optimizer(model: torch.nn.Module, train_cfg: Mapping, device: torch.de
     # foreach (multi-tensor) SGD everywhere; fused on CUDA, where it exists and is fastest
     fused = device.type == "cuda"
     return torch.optim.SGD(model.parameters(), lr=train_cfg["lr"], momentum=train_cfg["momentum"],
-                           nesterov=train_cfg["nesterov"], weight_decay=train_cfg["weight_decay"],
+                           dampening=train_cfg["dampening"], nesterov=train_cfg["nesterov"],
+                           weight_decay=train_cfg["weight_decay"],
                            **({"fused": True} if fused else {"foreach": True}))
 
 

@@ -117,3 +117,30 @@ def test_dry_run_on_default_params_lists_the_paper_suite(tmp_path: Path):
     for run in runs:
         assert f"'train@{run}'" in out and f"'evaluate@{run}'" in out
     assert "'report'" in out
+
+
+def test_a_killed_training_stage_resumes_from_its_checkpoint(repo: Path):
+    """kill -9 the train stage after its first checkpoint; running it again continues from there."""
+    import signal
+    import time
+
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"].update(epochs=4, checkpoint_every=1)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run, ckpt = "digits-vgg-att2", repo / "checkpoints/digits-vgg-att2/last.pt"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([sys.executable, "-m", "stages.train", run], cwd=repo, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), "the stage finished or failed before its first checkpoint"
+    out = sh([sys.executable, "-m", "stages.train", run], repo).stdout
+    assert "resuming from the checkpoint after epoch" in out
+    resumed_at = int(out.split("resuming from the checkpoint after epoch ")[1].split()[0])
+    assert 1 <= resumed_at < 4 and f"epoch {resumed_at}/4" not in out and "epoch 4/4" in out
+    log = (repo / "reports/runs" / run / "train/plots/metrics/train/loss.tsv").read_text().splitlines()
+    assert len(log) == 1 + 4  # the epochs before the crash are replayed into the dvclive log
+    assert not ckpt.exists()
