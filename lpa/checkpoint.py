@@ -7,6 +7,7 @@ carries the hash of the resolved config it was made under; a changed config star
 """
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,30 @@ from lpa.files import atomic_path
 
 def atomic_torch_save(obj, path: Path) -> None:
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def save_model(path: Path, model: torch.nn.Module, config: dict, num_classes: int, classes: list,
+               input_size: int) -> None:
+    """models/<run>/model.pt: the weights plus everything needed to rebuild and evaluate them."""
+    atomic_torch_save({"config": config, "num_classes": num_classes, "classes": classes,
+                       "input_size": input_size, "state_dict": model.state_dict()}, path)
+
+
+def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The model saved by `save_model`, rebuilt on `device`, and the saved record."""
+    from lpa.engine import build_for_training  # the engine imports this module
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; run the train stage that writes it first")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_for_training(saved["config"], saved["num_classes"], saved["input_size"], device)
+    model.load_state_dict(saved["state_dict"])
+    return model, saved
 
 
 def save_checkpoint(directory: Path, state: dict) -> Path:

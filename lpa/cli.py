@@ -9,9 +9,18 @@ import os
 import sys
 from collections.abc import Callable
 
-# Errors a user can cause and fix (bad params, missing or corrupt files, a diverging run).
-# Anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, RuntimeError, KeyError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can cause and fix: bad params, missing or corrupt files, a diverging run.
+
+    Anything else is a bug and keeps its traceback.
+    """
+    from lpa.config import ConfigError, UndeclaredParamError
+    from lpa.data.errors import DataError
+    from lpa.engine import NonFiniteLossError
+
+    return (ConfigError, UndeclaredParamError, DataError, NonFiniteLossError, FileNotFoundError)
 
 
 def run_stage(main: Callable[..., None], usage: str, nargs: int = 1) -> None:
@@ -21,9 +30,9 @@ def run_stage(main: Callable[..., None], usage: str, nargs: int = 1) -> None:
         raise SystemExit(2)
     try:
         main(*sys.argv[1:])
-    except USER_ERRORS as err:
+    except _user_errors() as err:
         if os.environ.get("LPA_TRACEBACK"):
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        message = err
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(1) from None

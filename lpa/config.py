@@ -239,6 +239,12 @@ def resolve_run(params: Mapping, run: str) -> dict:
             raise ConfigError(f"runs.{run}.{section} sets {sorted(bad)}, which {name} does not take; "
                               f"it takes: {', '.join(sorted(accepted)) or 'nothing'}")
     attention_section = deep_merge(_plain(params["attention"]), spec.get("attention", {}))
+    # a global key no model takes is a typo (it would otherwise be silently ignored)
+    for section, values in (("model", model_section), ("attention", attention_section)):
+        typos = set(values) - set(models.OPTION_DEFAULTS)
+        if typos:
+            raise ConfigError(f"{section} has unknown option(s) {sorted(typos)}; "
+                              f"known: {', '.join(sorted(models.OPTION_DEFAULTS))}")
     model_options = {k: v for k, v in model_section.items() if k in accepted}
     attention_options = {k: v for k, v in attention_section.items() if k in accepted}
 

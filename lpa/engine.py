@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lpa.augment import augment_batch
-from lpa.checkpoint import load_checkpoint, remove_checkpoints, save_checkpoint
-from lpa.config import config_hash, model_options
+from lpa.checkpoint import load_checkpoint, save_checkpoint
+from lpa.config import ConfigError, config_hash, model_options
 from lpa.models import build_model
 
-# How often (in steps) the progress bar reads the device accumulators; also how often a
-# non-finite loss is noticed. Reading is a host sync, so not every step.
+# How often (in steps) the progress bar reads the device accumulators (a host sync, so not every
+# step). A non-finite loss is noticed at the next sync; the step it happened at is tracked on the
+# device, so the message names it exactly either way.
 SYNC_EVERY = 20
 
 
@@ -39,8 +40,14 @@ def pick_device() -> torch.device:
 
 
 def autocast_dtype(device: torch.device, precision: Mapping) -> torch.dtype | None:
-    """bf16 autocast (fp32 master weights) or None for plain fp32, per `train.precision`."""
-    return torch.bfloat16 if precision["cuda" if device.type == "cuda" else "cpu"] == "bf16" else None
+    """bf16 autocast (fp32 master weights) or None for plain fp32, per `train.precision`.
+
+    fp32 means fp32: TF32 tensor-core math (PyTorch's cuDNN default) is switched off for it.
+    """
+    dtype = torch.bfloat16 if precision["cuda" if device.type == "cuda" else "cpu"] == "bf16" else None
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    return dtype
 
 
 @dataclass
@@ -133,11 +140,14 @@ class TrainResult:
 
 
 def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoint_dir: Path | None = None,
-          on_epoch: Callable[[dict], None] | None = None, progress: bool | None = None) -> TrainResult:
+          data_fingerprint: str = "", on_epoch: Callable[[dict], None] | None = None,
+          progress: bool | None = None) -> TrainResult:
     """Train `config`'s model on `train_data` (already on its device) and return the last epoch's model.
 
     `on_epoch(record)` is called after every epoch (and replayed for epochs restored from a
-    checkpoint, so a logger sees the full history either way).
+    checkpoint, so a logger sees the full history either way). A checkpoint in `checkpoint_dir`
+    is resumed only if it was made under the same config, data (`data_fingerprint`, e.g.
+    `lpa.data.arrays.fingerprint`) and shapes; the caller removes it once the model is saved.
     """
     cfg = config["train"]
     device = train_data.images.device
@@ -153,12 +163,14 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     gen = torch.Generator(device=device).manual_seed(seed)
 
     n, bs = len(train_data), cfg["batch_size"]
-    steps_per_epoch = n // bs if cfg["drop_last"] else math.ceil(n / bs)
+    # a last batch of one image would break BatchNorm in training mode: drop it as drop_last would
+    steps_per_epoch = n // bs if cfg["drop_last"] or n % bs == 1 else math.ceil(n / bs)
     if steps_per_epoch == 0:
-        raise ValueError(f"run {config['run']}: {n} training images is fewer than one batch of {bs} "
+        raise ConfigError(f"run {config['run']}: {n} training images is fewer than one batch of {bs} "
                          "with train.drop_last=true; lower train.batch_size")
 
-    chash = config_hash(config)
+    chash = config_hash({"config": config, "data": data_fingerprint, "train_images": n,
+                         "num_classes": num_classes, "input_size": input_size})
     history: list[dict] = []
     start_epoch = 0
     state = load_checkpoint(checkpoint_dir, chash)
@@ -176,6 +188,8 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
                 on_epoch(record)
 
     show_bar = sys.stderr.isatty() if progress is None else progress
+    # host syncs: every SYNC_EVERY steps to refresh the bar, else only at the end of the epoch
+    sync_every = SYNC_EVERY if show_bar else steps_per_epoch
     for epoch in range(start_epoch, cfg["epochs"]):
         model.train()
         t0 = time.perf_counter()
@@ -199,7 +213,7 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
             loss_sum += loss * idx.shape[0]
             correct += n_correct
             seen += idx.shape[0]
-            if (b + 1) % SYNC_EVERY == 0 or b + 1 == steps_per_epoch:
+            if (b + 1) % sync_every == 0 or b + 1 == steps_per_epoch:
                 bad = int(first_bad)
                 if bad >= 0:
                     raise NonFiniteLossError(
@@ -242,7 +256,6 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
             })
-    remove_checkpoints(checkpoint_dir)
     return TrainResult(model=model, history=history, resumed_from_epoch=start_epoch)
 
 

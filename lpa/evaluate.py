@@ -181,3 +181,47 @@ def write_confusion_csv(path: str | os.PathLike, labels: Any, predictions: Any,
         if arr.size and (arr.min() < 0 or arr.max() >= len(names)):
             raise ValueError(f"{what} out of range for {len(names)} classes")
     return write_text(path, _csv_text(("actual", "predicted"), zip(names[y], names[p])))
+
+
+# --------------------------------------------------------------------------- the evaluate stage
+
+OVERLAY_IMAGES = 16
+
+
+def evaluate_run(model_file: Path, data_dir: Path, out_dir: Path) -> dict:
+    """Everything `evaluate@<run>` writes, from the saved model alone (its resolved config inside).
+
+    Test-split metrics -> out_dir/metrics.json, per_class.csv, confusion.csv; attention overlays
+    of the same fixed 16 test images for every run of a dataset, drawn on the original pixels
+    (data_dir/extracted) -> out_dir/attention/level<k>.png. Returns the metrics.
+    """
+    from lpa.checkpoint import load_model
+    from lpa.data.arrays import read_split
+    from lpa.engine import DeviceData, autocast_dtype, pick_device, predict
+    from lpa.figures import fixed_image_indices, overlay_titles, save_attention_overlays
+    from lpa.files import atomic_path, write_json
+
+    device = pick_device()
+    model, saved = load_model(model_file, device)
+    config, classes = saved["config"], saved["classes"]
+    images, labels = read_split(Path(data_dir) / "processed" / config["dataset"], "test")
+    amp_dtype = autocast_dtype(device, config["train"]["precision"])
+    channels_last = config["train"]["channels_last"]
+    test = DeviceData.from_arrays(images, labels, device)
+    logits = predict(model, test.images, config["train"]["eval_batch_size"], amp_dtype, channels_last)
+
+    out_dir = Path(out_dir)
+    metrics = classification_metrics(logits, labels, saved["num_classes"])
+    write_json(out_dir / "metrics.json", metrics_json(metrics, classes))
+    write_per_class_csv(out_dir / "per_class.csv", metrics, classes)
+    write_confusion_csv(out_dir / "confusion.csv", labels, metrics["predictions"], classes)
+
+    idx = fixed_image_indices(labels, OVERLAY_IMAGES)
+    _, maps = predict(model, test.images[idx], OVERLAY_IMAGES, amp_dtype, channels_last, with_maps=True)
+    originals, _ = read_split(Path(data_dir) / "extracted" / config["dataset"], "test")
+    titles = overlay_titles(labels[idx], metrics["predictions"][idx], classes)
+    with atomic_path(out_dir / "attention", directory=True) as tmp:
+        if not save_attention_overlays(originals[idx], maps, tmp, titles=titles):
+            (tmp / "NO_ATTENTION_MAPS.txt").write_text(f"{config['model']['name']} has no attention maps\n")
+    return metrics
+

@@ -29,9 +29,14 @@ def atomic_path(path: Path | str, directory: bool = False):
         yield tmp
         # mkstemp/mkdtemp create 0600/0700; outputs should be readable like any other file
         os.chmod(tmp, 0o755 if directory else 0o644)
+        old = None
         if directory and path.exists():
-            shutil.rmtree(path)
+            # rename the old directory aside first: there is never a moment without an output
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / path.name)
         os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -87,6 +87,15 @@ _MODEL_PATTERNS: tuple[tuple[re.Pattern, str, str | None], ...] = (
 ATTENTION_DEFAULTS: dict[str, tuple[Any, Any]] = {
     "normalize": ("softmax", lambda v: str(v)),
     "project": ("g_down", lambda v: str(v)),
+    "compat_init": ("official", lambda v: f"{v} init"),
+}
+# Model options that change the network away from the paper suite's (conf/config.yaml).
+MODEL_DEFAULTS: dict[str, tuple[Any, Any]] = {
+    "dropout": (True, lambda v: "no dropout"),
+    "branch_grad": ("sum", lambda v: f"branch_grad {v}"),
+    "bn_init": ("one", lambda v: f"bn_init {v}"),
+    "g_head": ("conv", lambda v: f"g_head {v}"),
+    "module_layout": ("uniform", lambda v: f"layout {v}"),
 }
 DEFAULT_WIDTH = 1.0
 
@@ -135,6 +144,9 @@ def paper_notation(config: Mapping) -> str:
     else:
         notation = base
 
+    for key, (default, label) in MODEL_DEFAULTS.items():
+        if model.get(key) is not None and model[key] != default:
+            suffix.append(label(model[key]))
     width = model.get("width", DEFAULT_WIDTH)
     if width is not None and float(width) != DEFAULT_WIDTH:
         suffix.append(f"width {float(width):g}")

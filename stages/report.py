@@ -12,13 +12,14 @@ from pathlib import Path
 from lpa.cli import run_stage
 from lpa.config import stage_params
 from lpa.files import write_json, write_text
-from lpa.report import load_deviations, load_run, render_results_md, results_table, summary_json
+from lpa.report import load_deviations, load_reference_numbers, load_run, render_results_md, results_table, summary_json
 
 
 def main() -> None:
     runs = [load_run(Path("reports/runs") / run) for run in stage_params("report")["runs"]]
     table = results_table(runs)
-    write_text("reports/results.md", render_results_md(table, load_deviations()))
+    write_text("reports/results.md",
+               render_results_md(table, load_deviations(), reference=load_reference_numbers()))
     write_json("reports/summary.json", summary_json(table))
 
 

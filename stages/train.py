@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from lpa.checkpoint import atomic_torch_save
+from lpa.checkpoint import remove_checkpoints, save_model
 from lpa.cli import run_stage
 from lpa.config import check_model_options, resolve_run, stage_params
-from lpa.data.arrays import read_meta, read_split
+from lpa.data.arrays import fingerprint, read_meta, read_split
 from lpa.engine import DeviceData, pick_device, train
 from lpa.files import write_json
 
@@ -49,11 +49,12 @@ def main(run: str) -> None:
                     live.log_metric(name, record[key])
             live.next_step()
 
-        result = train(config, data, meta["num_classes"], checkpoint_dir=Path("checkpoints") / run,
-                       on_epoch=log_epoch)
-    atomic_torch_save({"config": config, "num_classes": meta["num_classes"], "classes": meta["classes"],
-                       "input_size": input_size, "state_dict": result.model.state_dict()},
-                      Path("models") / run / "model.pt")
+        checkpoints = Path("checkpoints") / run
+        result = train(config, data, meta["num_classes"], checkpoint_dir=checkpoints,
+                       data_fingerprint=fingerprint(processed), on_epoch=log_epoch)
+    save_model(Path("models") / run / "model.pt", result.model, config, meta["num_classes"], meta["classes"],
+               input_size)
+    remove_checkpoints(checkpoints)  # only now: the run is safely on disk
 
 
 if __name__ == "__main__":

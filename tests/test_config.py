@@ -93,6 +93,10 @@ def test_bad_run_definitions(quick_params):
         resolve_run(params, "x")
     with pytest.raises(ConfigError, match="runs in params.yaml"):
         resolve_run(params, "nope")
+    params["model"]["widht"] = 0.5
+    with pytest.raises(ConfigError, match="unknown option.*widht"):
+        resolve_run(params, "digits-vgg")
+    del params["model"]["widht"]
     params["train"]["typo"] = 1
     with pytest.raises(ConfigError, match="unknown train setting"):
         resolve_run(params, "digits-vgg")

@@ -1,3 +1,6 @@
+import math
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -67,7 +70,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_config, tmp_path
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
     for k, v in full.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
-    assert not tmp_path.exists()  # checkpoints are removed once the run is complete
+    assert (tmp_path / "last.pt").exists()  # the train stage removes it once model.pt is saved
 
 
 def crash_in_epoch_2(record):
@@ -129,3 +132,12 @@ def test_predict_returns_maps_for_attention_models(tiny_config):
     logits, maps = predict(model, toy_data(n=5).images, 2, with_maps=True)
     assert logits.shape == (5, 10) and [m.shape for m in maps] == [(5, 1, 16, 16), (5, 1, 8, 8)]
     assert torch.allclose(maps[0].sum((1, 2, 3)), torch.ones(5), atol=1e-4)
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_torch_compile_path_trains_like_eager(tiny_config):
+    """train.compile (Inductor) with bf16 autocast and channels_last: the GPU recipe, run on the CPU."""
+    eager = train(tiny_config(epochs=1), toy_data(), 10, progress=False)
+    compiled = train(tiny_config(epochs=1, compile=True), toy_data(), 10, progress=False)
+    assert math.isfinite(compiled.history[0]["train_loss"])
+    assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=0.05)

@@ -130,3 +130,17 @@ def write_extracted(out_dir: str | os.PathLike, name: str, data: RawDataset) -> 
         }
 
     return write_dataset_dir(out_dir, fill)
+
+
+def fingerprint(directory: str | os.PathLike) -> str:
+    """SHA-256 of a dataset directory's meta.json and transform.npz (if any): changes whenever the
+    data or its preprocessing does, cheaply (the arrays themselves are not read)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in (META_FILE, TRANSFORM_FILE):
+        path = Path(directory) / name
+        if path.exists():
+            digest.update(name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
