@@ -22,6 +22,7 @@ test: venv
 
 # The quick suite (conf/suite/quick.yaml) recorded as a DVC experiment.
 quickstart: venv
+	@git config user.name >/dev/null && git config user.email >/dev/null || { echo "error: dvc exp run records each experiment as a git commit: set git config user.name and user.email first" >&2; exit 1; }
 	$(DVC) exp run -S suite=quick $(foreach o,$(OVERRIDES),-S $(o))
 	@echo
 	@echo "results table:   reports/results.md"

@@ -39,6 +39,9 @@ def make_repo(dst: Path) -> Path:
             (dst / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst / rel)
     sh(["git", "init", "-q"], dst)
+    # dvc exp run commits: give the throwaway repo an identity even where none is configured
+    sh(["git", "config", "user.name", "lpa-test"], dst)
+    sh(["git", "config", "user.email", "test@lpa"], dst)
     sh(["git", "add", "-A"], dst)
     sh(["git", "commit", "-qm", "snapshot"], dst)
     return dst
