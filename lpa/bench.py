@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpa.engine import DeviceData, build_optimizer, train_batch
+from lpa.engine import DeviceData, build_for_training, build_optimizer, train_batch
 from lpa.models import build_model, count_flops
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; --peak-tflops overrides.
@@ -68,9 +68,10 @@ BENCH_SGD = {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "nesterov": False, "w
 
 def time_ours(args, device: torch.device, amp_dtype) -> dict:
     torch.manual_seed(0)
-    model = build_model(args.model, args.num_classes, width=args.width).to(device)
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    # the engine's own model construction (model defaults, width, memory layout)
+    config = {"model": {"name": args.model, "width": args.width}, "attention": None,
+              "train": {"channels_last": args.channels_last}}
+    model = build_for_training(config, args.num_classes, 32, device)
     optimizer = build_optimizer(model, BENCH_SGD, device)
     forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
     n = args.batch_size * 8

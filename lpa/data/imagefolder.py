@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from lpa.data.arrays import SPLITS
 from lpa.data.errors import DatasetFormatError
 from lpa.data.types import RawDataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
-SPLITS = ("train", "test")
 CHUNK = 1000           # files per worker task
 PARALLEL_MIN = 4000    # fewer files than this: read in this process (pool start-up is not free)
 
