@@ -7,21 +7,19 @@ carries the hash of the resolved config it was made under; a changed config star
 """
 from __future__ import annotations
 
-import os
+import io
 import shutil
 from pathlib import Path
 
 import torch
 
-from lpa.files import atomic_path
+from lpa.files import write_bytes
 
 
 def atomic_torch_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getbuffer())
 
 
 def save_model(path: Path, model: torch.nn.Module, config: dict, num_classes: int, classes: list,

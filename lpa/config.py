@@ -74,8 +74,14 @@ class DeclaredParams(Mapping):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def to_dict(self) -> dict:
-        return {k: (v.to_dict() if isinstance(v, DeclaredParams) else v) for k, v in self.items()}
+
+def to_plain(obj: Any) -> Any:
+    """A deep, mutable copy of nested mappings/sequences (e.g. a DeclaredParams view) as dicts/lists."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return copy.deepcopy(obj)
 
 
 def _load_yaml(path: Path) -> dict:
@@ -199,10 +205,6 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
     return out
 
 
-def _plain(obj):
-    return obj.to_dict() if isinstance(obj, DeclaredParams) else copy.deepcopy(obj)
-
-
 def resolve_run(params: Mapping, run: str) -> dict:
     """Merge globals with `runs.<run>` and validate; returns a plain, JSON-able dict.
 
@@ -214,7 +216,7 @@ def resolve_run(params: Mapping, run: str) -> dict:
     runs = params["runs"]
     if run not in runs:
         raise ConfigError(f"unknown run '{run}'; runs in params.yaml: {', '.join(runs)}")
-    spec = _plain(runs[run])
+    spec = to_plain(runs[run])
     if not RUN_NAME.match(run):
         raise ConfigError(f"run name '{run}' must be lower-case letters, digits, '-', '_' or '.'")
     unknown = set(spec) - set(RUN_KEYS)
@@ -227,7 +229,7 @@ def resolve_run(params: Mapping, run: str) -> dict:
     if spec["dataset"] not in DATASETS:
         raise ConfigError(f"runs.{run}.dataset={spec['dataset']!r} is not a dataset; choose one of {', '.join(DATASETS)}")
 
-    model_section = deep_merge(_plain(params["model"]), spec.get("model", {}))
+    model_section = deep_merge(to_plain(params["model"]), spec.get("model", {}))
     name = model_section.pop("name", None)
     if name not in models.MODEL_NAMES:
         raise ConfigError(f"runs.{run}.model.name={name!r} is not a model; choose one of {', '.join(models.MODEL_NAMES)}")
@@ -238,7 +240,7 @@ def resolve_run(params: Mapping, run: str) -> dict:
         if bad:
             raise ConfigError(f"runs.{run}.{section} sets {sorted(bad)}, which {name} does not take; "
                               f"it takes: {', '.join(sorted(accepted)) or 'nothing'}")
-    attention_section = deep_merge(_plain(params["attention"]), spec.get("attention", {}))
+    attention_section = deep_merge(to_plain(params["attention"]), spec.get("attention", {}))
     # a global key no model takes is a typo (it would otherwise be silently ignored)
     for section, values in (("model", model_section), ("attention", attention_section)):
         typos = set(values) - set(models.OPTION_DEFAULTS)
@@ -248,7 +250,7 @@ def resolve_run(params: Mapping, run: str) -> dict:
     model_options = {k: v for k, v in model_section.items() if k in accepted}
     attention_options = {k: v for k, v in attention_section.items() if k in accepted}
 
-    train = deep_merge(_plain(params["train"]), spec.get("train", {}))
+    train = deep_merge(to_plain(params["train"]), spec.get("train", {}))
     _check_section(train, TRAIN_SCHEMA, "train")
     if train["nesterov"] and (train["dampening"] != 0 or train["momentum"] == 0):
         raise ConfigError(f"run {run}: train.nesterov=true needs train.momentum > 0 and train.dampening=0 "

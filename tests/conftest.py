@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +34,37 @@ def tiny_config(quick_params):
         return resolve_run(params, run)
 
     return make
+
+
+def sh(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run `cmd` with this venv first on PATH (stage commands call `python`), output captured."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "DVC_NO_ANALYTICS": "1"}
+    env.pop("LPA_TRACEBACK", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def run_dvc(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    return sh([sys.executable, "-m", "dvc", *args], cwd, check, timeout)
+
+
+def repo_snapshot(dst: Path) -> Path:
+    """A fresh git repo holding this working tree's files (tracked and untracked-not-ignored):
+    what a clone of the tree would hold once committed."""
+    files = sh(["git", "ls-files", "-co", "--exclude-standard", "-z"], REPO).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / rel)
+    sh(["git", "init", "-q"], dst)
+    # dvc exp run commits: give the throwaway repo an identity even where none is configured
+    sh(["git", "config", "user.name", "lpa-test"], dst)
+    sh(["git", "config", "user.email", "test@lpa"], dst)
+    sh(["git", "add", "-A"], dst)
+    sh(["git", "commit", "-qm", "snapshot"], dst)
+    return dst
+

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from fixtures_data import UNREACHABLE
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO, repo_snapshot, run_dvc
+
 
 
 def run_module(args, cwd, timeout=120):
@@ -95,41 +96,11 @@ def test_digits_stages_run_directly(tmp_path):
 # ----------------------------------------------------------------------------- DVC
 
 
-def _git(args, cwd):
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
-
-
-def repo_copy(dst: Path) -> Path:
-    """What a fresh clone holds: `git clone` when the tree is committed and clean, else a copy of
-    the tracked and untracked-but-not-ignored files (a clone of the working tree as it would be
-    committed) in a new git repository."""
-    clean = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
-    has_head = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=REPO, capture_output=True).returncode == 0
-    if has_head and clean.returncode == 0 and not clean.stdout.strip():
-        _git(["clone", "--quiet", str(REPO), str(dst)], REPO)
-        return dst
-    files = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard"], REPO).split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    _git(["init", "--quiet"], dst)
-    return dst
-
-
-def dvc(args, cwd, timeout=300):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("LPA_TRACEBACK", None)
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 @pytest.mark.slow
 def test_dvc_repro_preprocess_digits_in_a_fresh_clone(tmp_path):
-    repo = repo_copy(tmp_path / "clone")
+    repo = repo_snapshot(tmp_path / "clone")
     assert (repo / ".dvc").is_dir(), "the clone must carry .dvc/ (dvc init)"
-    result = dvc(["repro", "preprocess@digits"], repo)
+    result = run_dvc("repro", "preprocess@digits", cwd=repo, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "download@digits" in result.stdout and "preprocess@digits" in result.stdout
 
@@ -147,13 +118,13 @@ def test_dvc_repro_preprocess_digits_in_a_fresh_clone(tmp_path):
     assert set(lock["download@digits"]["params"]["params.yaml"]) == {"data.raw_dir", "data.digits.download"}
     assert set(lock["preprocess@digits"]["params"]["params.yaml"]) == {"data.digits.preprocess"}
 
-    status = dvc(["status", "--json", "download@digits", "preprocess@digits"], repo)
+    status = run_dvc("status", "--json", "download@digits", "preprocess@digits", cwd=repo, check=False)
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
 
     # bytecode caches are not code: a clone with (or without) lpa/data/__pycache__ must not look
     # changed to DVC, or a committed dvc.lock would be stale on every other machine
     subprocess.run([sys.executable, "-m", "compileall", "-q", "lpa/data", "stages"], cwd=repo, check=True)
-    status = dvc(["status", "--json", "download@digits", "preprocess@digits"], repo)
+    status = run_dvc("status", "--json", "download@digits", "preprocess@digits", cwd=repo, check=False)
     assert json.loads(status.stdout) == {}, (
         "__pycache__ changes the lpa/data dependency: add `__pycache__/` and `*.pyc` to .dvcignore; "
         + status.stdout)
@@ -162,5 +133,5 @@ def test_dvc_repro_preprocess_digits_in_a_fresh_clone(tmp_path):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"]["digits"]["preprocess"]["normalize"] = "scale"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    status = dvc(["status", "--json", "download@digits", "preprocess@digits"], repo)
+    status = run_dvc("status", "--json", "download@digits", "preprocess@digits", cwd=repo, check=False)
     assert set(json.loads(status.stdout)) == {"preprocess@digits"}, status.stdout

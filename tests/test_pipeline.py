@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,50 +13,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, repo_snapshot, run_dvc, sh
 
 pytestmark = pytest.mark.slow
 TINY = ["suite=quick", "model.width=0.125", "train.epochs=2", "train.checkpoint_every=1"]
 
 
-def sh(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "lpa-test", "GIT_AUTHOR_EMAIL": "test@lpa",
-           "GIT_COMMITTER_NAME": "lpa-test", "GIT_COMMITTER_EMAIL": "test@lpa"}
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def make_repo(dst: Path) -> Path:
-    """A fresh git repo holding this working tree's files (tracked and untracked-not-ignored)."""
-    files = sh(["git", "ls-files", "-co", "--exclude-standard", "-z"], REPO).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    sh(["git", "init", "-q"], dst)
-    # dvc exp run commits: give the throwaway repo an identity even where none is configured
-    sh(["git", "config", "user.name", "lpa-test"], dst)
-    sh(["git", "config", "user.email", "test@lpa"], dst)
-    sh(["git", "add", "-A"], dst)
-    sh(["git", "commit", "-qm", "snapshot"], dst)
-    return dst
-
-
-def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "dvc", *args], cwd, check)
-
-
 def exp_run(repo: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return dvc("exp", "run", *[a for o in overrides for a in ("-S", o)], cwd=repo)
+    return run_dvc("exp", "run", *[a for o in overrides for a in ("-S", o)], cwd=repo)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
-    repo = make_repo(tmp_path_factory.mktemp("clone"))
+    repo = repo_snapshot(tmp_path_factory.mktemp("clone"))
     exp_run(repo, *TINY)
     return repo
 
@@ -90,7 +58,7 @@ def test_quick_suite_writes_every_output(repo: Path):
     assert "digits-vgg-att2" in results and "(VGG-att2)-concat-pc" in results
     summary = json.loads((repo / "reports/summary.json").read_text())
     assert set(summary) >= {"digits-vgg", "digits-vgg-att2"}
-    plots = dvc("plots", "show", "--json", cwd=repo).stdout
+    plots = run_dvc("plots", "show", "--json", cwd=repo).stdout
     assert "train/loss" in plots
 
 
@@ -101,19 +69,19 @@ def test_attention_override_reruns_training_and_is_recorded(repo: Path):
     after = json.loads((repo / "reports/runs/digits-vgg-att2/config.json").read_text())
     assert before["attention"]["compat"] == "pc" and after["attention"]["compat"] == "dp"
     assert "(VGG-att2)-concat-dp" in (repo / "reports/results.md").read_text()
-    names = dvc("exp", "list", "--name-only", cwd=repo).stdout.split()
+    names = run_dvc("exp", "list", "--name-only", cwd=repo).stdout.split()
     assert len(names) == 2, names
-    shown = dvc("exp", "show", "--json", cwd=repo).stdout
+    shown = run_dvc("exp", "show", "--json", cwd=repo).stdout
     assert all(f'"{name}"' in shown for name in names)
-    diff = json.loads(dvc("metrics", "diff", names[0], names[1], "--json", cwd=repo).stdout)
+    diff = json.loads(run_dvc("metrics", "diff", names[0], names[1], "--json", cwd=repo).stdout)
     assert "reports/runs/digits-vgg-att2/metrics.json" in diff or "reports/summary.json" in diff
 
 
 def test_dry_run_on_default_params_lists_the_paper_suite(tmp_path: Path):
     # --force: plain --dry stops at the first dependency directory no earlier stage has made yet
     # (DVC issue #9021); with --force it lists every stage of a fresh clone.
-    repo = make_repo(tmp_path)
-    out = dvc("repro", "--dry", "--force", cwd=repo).stdout
+    repo = repo_snapshot(tmp_path)
+    out = run_dvc("repro", "--dry", "--force", cwd=repo).stdout
     runs = yaml.safe_load((REPO / "params.yaml").read_text())["runs"]
     for dataset in ("cifar10", "cifar100", "svhn", "digits"):
         assert f"download@{dataset}" in out and f"preprocess@{dataset}" in out

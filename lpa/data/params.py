@@ -17,11 +17,11 @@ or computation. `lpa.config` may call `validate_dataset_params` to check everyth
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lpa.config import to_plain
 from lpa.data.errors import DataParamError
 
 DATASETS = ("cifar10", "cifar100", "svhn", "digits", "imagefolder")
@@ -99,15 +99,6 @@ PREPROCESS_RULES: dict[str, dict[str, Rule]] = {
 RULES = {"download": DOWNLOAD_RULES, "preprocess": PREPROCESS_RULES}
 
 
-def plain(obj: Any) -> Any:
-    """A deep, mutable copy of nested mappings/sequences (e.g. lpa.config's read-only view)."""
-    if isinstance(obj, Mapping):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return copy.deepcopy(obj)
-
-
 def check_dataset_name(name: Any) -> str:
     """Return `name` if it is a known dataset, else raise DataParamError listing them."""
     if name not in DATASETS:
@@ -123,7 +114,7 @@ def _validate(name: str, section: str, values: Any) -> dict:
         values = {}
     if not isinstance(values, Mapping):
         raise DataParamError(f"{where} must be a mapping (keys: {', '.join(rules) or 'none'})")
-    values = plain(values)
+    values = to_plain(values)
     unknown = sorted(set(values) - set(rules))
     if unknown:
         raise DataParamError(
