@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # extra Hydra overrides for quickstart, e.g. OVERRIDES="attention.compat=dp train.epochs=5"
 OVERRIDES ?=
 
-.PHONY: venv test quickstart bench models params clean-venv
+.PHONY: venv test quickstart bench models params settings cifar-cpu clean-venv
 
 venv: .venv/.installed
 
@@ -25,10 +25,10 @@ quickstart: venv
 	@git config user.name >/dev/null && git config user.email >/dev/null || { echo "error: dvc exp run records each experiment as a git commit: set git config user.name and user.email first" >&2; exit 1; }
 	$(DVC) exp run -S suite=quick $(foreach o,$(OVERRIDES),-S $(o))
 	@echo
-	@echo "results table:   reports/results.md"
-	@echo "metrics:         reports/summary.json, reports/runs/*/metrics.json"
-	@echo "attention maps:  $$(ls reports/runs/*/attention/*.png 2>/dev/null | tr '\n' ' ')"
-	@echo "experiments:     dvc exp show   |   compare: dvc metrics diff <exp-a> <exp-b>"
+	@echo "results table:   reports/quick/results.md"
+	@echo "metrics:         reports/quick/summary.json, reports/quick/runs/*/metrics.json"
+	@echo "attention maps:  $$(ls reports/quick/runs/*/attention/*.png 2>/dev/null | tr '\n' ' ')"
+	@echo "experiments:     dvc exp show   |   against the committed baseline: dvc metrics diff"
 
 bench: venv
 	$(PY) -m lpa.bench --model vgg-att2 --width 0.5 --batch-size 128 --steps 8 --warmup 2 --precision bf16 --compare-reference
@@ -38,7 +38,16 @@ models: venv
 
 # params.yaml is conf/ composed with the default (paper) suite; DVC recomposes it on `dvc exp run`
 params: venv
-	$(PY) -m lpa.config
+	$(PY) -m lpa.config compose
+
+# every setting of params.yaml: allowed values, library default, help
+settings: venv
+	$(PY) -m lpa.config settings
+
+# the CPU-scale real-data table (conf/suite/cifar-cpu.yaml): the CIFAR-10 JPEG copy, about 2 h on 2 cores
+cifar-cpu: venv
+	@test -e data/raw/cifar10-jpeg-q75.tar.gz || { echo "error: put the CIFAR-10 JPEG copy at data/raw/cifar10-jpeg-q75.tar.gz (e.g. ln -s ../../../shared/data/cifar10-jpeg-q75.tar.gz data/raw/)" >&2; exit 1; }
+	$(DVC) exp run -S suite=cifar-cpu $(foreach o,$(OVERRIDES),-S $(o))
 
 clean-venv:
 	rm -rf .venv

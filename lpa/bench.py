@@ -88,6 +88,7 @@ def time_ours(args, device: torch.device, amp_dtype) -> dict:
 
 
 def time_reference(args, device: torch.device) -> dict:
+    # local: only --compare-reference needs them; torchvision alone costs ~4 s to import here (measured)
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms
     from PIL import Image

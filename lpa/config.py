@@ -1,325 +1,257 @@
-"""params.yaml -> validated, fully resolved configs: the one place parameters are read.
+"""Resolved run configs and the check of every value in params.yaml before any stage works.
 
-Two jobs:
+* `check_params(params)` validates the whole file against the settings declared next to the code
+  they configure (lpa.settings): top level here, `train` in lpa.train_options, `model`/`attention`
+  in lpa.model_options, `data` in lpa.data.params. Every stage calls it first (lpa.stage_runner), so a bad
+  `attention.*` value stops a baseline's stage and the data stages too.
+* `resolve_run(params, run, seed)` / `resolve_trial(params, trial)` merge the global `model`,
+  `attention` and `train` sections with a run's overrides into the plain, JSON-able config that
+  the engine trains and the model file carries.
 
-* `stage_params(stage, item)` gives a stage exactly the params its dvc.yaml entry declares, as a
-  read-only mapping that raises `UndeclaredParamError` when code touches anything else. DVC only
-  re-runs a stage when a *declared* param changes, so reading an undeclared one would make
-  `dvc repro` silently stale; we fail loudly instead.
-* `resolve_run(params, run)` merges the global `model`, `attention` and `train` sections with a
-  run's overrides and validates every value (listing the allowed ones) before anything expensive.
+    python -m lpa.config settings          every setting: allowed values, library default, help
+    python -m lpa.config compose [o ...]   write params.yaml from conf/ (+ Hydra overrides)
+    python -m lpa.config check             validate params.yaml
 """
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tabulate import tabulate
 
-PARAMS_FILE = "params.yaml"
-DVC_FILE = "dvc.yaml"
+from lpa import model_options as models
+from lpa.data.params import DATASETS, check_data_section, data_settings
+from lpa.train_options import TRAIN_SETTINGS
+from lpa.data.errors import DataError
+from lpa.errors import ConfigError, DamagedFileError
+from lpa.params import PARAMS_FILE, compose_params_yaml, deep_merge, load_params, to_plain
+from lpa.settings import Setting, check_section, describe_settings
 
+RUN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # no '.': DVC would read runs.<a.b> as nested keys
+TRIAL_SEPARATOR = "-seed"                         # conf/plugins/hydra_plugins/lpa_trials.py
 
-class ConfigError(ValueError):
-    """A parameter value is invalid; the message says which and what is allowed."""
-
-
-class UndeclaredParamError(RuntimeError):
-    """Code read a param its stage does not declare in dvc.yaml.
-
-    Deliberately not a KeyError, so `Mapping.get` cannot swallow it.
-    """
-
-
-# --------------------------------------------------------------------------- stage params
-
-
-class DeclaredParams(Mapping):
-    """Read-only nested view of params.yaml restricted to a stage's declared keys."""
-
-    def __init__(self, data: Mapping, declared: tuple[str, ...], where: str, path: str = ""):
-        self._data = data
-        self._declared = declared
-        self._where = where
-        self._path = path
-
-    def _visible(self, dotted: str) -> bool:
-        return any(
-            dotted == d or dotted.startswith(d + ".") or d.startswith(dotted + ".")
-            for d in self._declared
-        )
-
-    def __getitem__(self, key: str) -> Any:
-        dotted = f"{self._path}.{key}" if self._path else str(key)
-        if not self._visible(dotted):
-            raise UndeclaredParamError(
-                f"{self._where} read param '{dotted}', which its dvc.yaml entry does not declare; "
-                f"add it to the stage's params (declared: {', '.join(self._declared) or 'none'})"
-            )
-        if key not in self._data:
-            raise KeyError(f"params.yaml has no '{dotted}' (read by {self._where})")
-        value = self._data[key]
-        if isinstance(value, Mapping):
-            return DeclaredParams(value, self._declared, self._where, dotted)
-        return copy.deepcopy(value)
-
-    def __iter__(self):
-        return (k for k in self._data if self._visible(f"{self._path}.{k}" if self._path else k))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-def to_plain(obj: Any) -> Any:
-    """A deep, mutable copy of nested mappings/sequences (e.g. a DeclaredParams view) as dicts/lists."""
-    if isinstance(obj, Mapping):
-        return {str(k): to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    return copy.deepcopy(obj)
-
-
-def _load_yaml(path: Path) -> dict:
-    if not path.exists():
-        raise ConfigError(f"{path} not found; run from the repository root")
-    with open(path) as f:
-        return yaml.safe_load(f) or {}
-
-
-def declared_param_keys(stage: str, item: str | None, root: Path = Path(".")) -> tuple[str, ...]:
-    """The params dvc.yaml declares for `stage` (with its foreach item substituted)."""
-    stages = _load_yaml(root / DVC_FILE).get("stages", {})
-    if stage not in stages:
-        raise ConfigError(f"dvc.yaml has no stage '{stage}' (stages: {', '.join(stages)})")
-    spec = stages[stage]
-    body = spec.get("do", spec)
-    keys = []
-    for entry in body.get("params", []):
-        if isinstance(entry, Mapping):  # `- other.yaml: [keys]` form: not used by lpa
-            raise ConfigError(f"stage '{stage}': only params.yaml keys are supported, got {entry}")
-        keys.append(_substitute(str(entry), item))
-    return tuple(keys)
-
-
-def _substitute(text: str, item: str | None) -> str:
-    # foreach over a list gives ${item}; over a dict gives ${key} (and ${item.x}, unused in params)
-    if item is not None:
-        text = text.replace("${item}", item).replace("${key}", item)
-    if "${" in text:
-        raise ConfigError(f"cannot resolve '{text}' in dvc.yaml params outside DVC")
-    return text
-
-
-def stage_params(stage: str, item: str | None = None, root: Path = Path(".")) -> DeclaredParams:
-    """params.yaml restricted to what `stage` (e.g. 'train', item 'cifar10-vgg') declares."""
-    declared = declared_param_keys(stage, item, root)
-    where = f"stage {stage}@{item}" if item else f"stage {stage}"
-    return DeclaredParams(_load_yaml(root / PARAMS_FILE), declared, where)
-
-
-def load_params(root: Path = Path(".")) -> dict:
-    """The whole params.yaml, for tools outside the DVC stages (bench, tests)."""
-    return _load_yaml(root / PARAMS_FILE)
-
-
-# --------------------------------------------------------------------------- run resolution
-
-# Allowed values of every train setting: (type or tuple of choices, check, what to tell the user).
-_POSITIVE_INT = (int, lambda v: v > 0, "a positive integer")
-_NONNEG_INT = (int, lambda v: v >= 0, "an integer >= 0")
-_NONNEG_NUM = ((int, float), lambda v: v >= 0, "a number >= 0")
-_POSITIVE_NUM = ((int, float), lambda v: v > 0, "a number > 0")
-_BOOL = (bool, lambda v: True, "true or false")
-_FRACTION = ((int, float), lambda v: 0 <= v < 1, "a number in [0, 1)")
-
-TRAIN_SCHEMA: dict[str, Any] = {
-    "epochs": _POSITIVE_INT,
-    "batch_size": _POSITIVE_INT,
-    "drop_last": _BOOL,
-    "optimizer": ("sgd",),
-    "lr": _POSITIVE_NUM,
-    "lr_decay": _NONNEG_NUM,
-    "momentum": _NONNEG_NUM,
-    "dampening": _FRACTION,
-    "nesterov": _BOOL,
-    "weight_decay": _NONNEG_NUM,
-    "lr_schedule": {
-        "kind": ("step", "multistep", "constant"),
-        "step_epochs": _POSITIVE_INT,
-        "milestones": (list, lambda v: all(isinstance(m, int) and m > 0 for m in v), "a list of epochs"),
-        "gamma": _POSITIVE_NUM,
-        "warmup_epochs": _NONNEG_INT,
-    },
-    "augment": {"flip": _BOOL, "crop_padding": _NONNEG_INT},
-    "precision": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16")},
-    "channels_last": _BOOL,
-    "compile": _BOOL,
-    "compile_mode": ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-    "val_fraction": _FRACTION,
-    "eval_every": _NONNEG_INT,
-    "eval_batch_size": _POSITIVE_INT,
-    "checkpoint_every": _NONNEG_INT,
+SEEDS = Setting("int_list", "one train/evaluate stage per seed (init, order, augmentation, dropout)", low=0)
+TOP_SETTINGS: dict[str, Any] = {
+    "suite_name": Setting("text", "names reports/<suite_name>/ and models/<suite_name>/ (set by each suite)"),
+    "seeds": SEEDS,
 }
-
-RUN_KEYS = ("dataset", "model", "attention", "train", "seed")
-RUN_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-
-
-def _check_section(values: Mapping, schema: Mapping, where: str) -> None:
-    unknown = set(values) - set(schema)
-    if unknown:
-        raise ConfigError(f"unknown {where} setting(s) {sorted(unknown)}; allowed: {', '.join(schema)}")
-    missing = set(schema) - set(values)
-    if missing:
-        raise ConfigError(f"params.yaml lacks {where} setting(s) {sorted(missing)}")
-    for key, rule in schema.items():
-        value, name = values[key], f"{where}.{key}"
-        if isinstance(rule, Mapping):
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{name} must be a mapping with keys {', '.join(rule)}")
-            _check_section(value, rule, name)
-        elif isinstance(rule, tuple) and all(isinstance(r, str) for r in rule):
-            if value not in rule:
-                raise ConfigError(f"{name}={value!r} is not allowed; choose one of {', '.join(rule)}")
-        else:
-            types, check, what = rule
-            types = types if isinstance(types, tuple) else (types,)
-            # bool is an int in Python: `epochs: true` must not pass as 1
-            ok_type = isinstance(value, types) and (bool in types or not isinstance(value, bool))
-            if not ok_type or not check(value):
-                raise ConfigError(f"{name}={value!r} is invalid; it must be {what}")
+# what a run may set; `model` and `attention` take the options its model accepts (lpa.model_options)
+RUN_SETTINGS: dict[str, Any] = {
+    "dataset": Setting("choice", "the dataset the run trains and is tested on", choices=DATASETS),
+    "seeds": Setting("int_list", "this run's own seeds (default: the global `seeds`)", low=0),
+}
+TOP_KEYS = ("suite_name", "seeds", "trials", "data", "model", "attention", "train", "runs")
 
 
-def deep_merge(base: Mapping, override: Mapping) -> dict:
-    out = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def _check_seed_list(seeds: Any, where: str) -> list[int]:
+    seeds = SEEDS.check(seeds, where)
+    if not seeds:
+        raise ConfigError(f"{where} is empty; list at least one seed, e.g. [0]")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}={seeds} lists a seed twice")
+    return seeds
 
 
-def resolve_run(params: Mapping, run: str) -> dict:
-    """Merge globals with `runs.<run>` and validate; returns a plain, JSON-able dict.
+def trial_name(run: str, seed: int) -> str:
+    return f"{run}{TRIAL_SEPARATOR}{seed}"
 
+
+def resolve_trial(params: Mapping, trial: str) -> dict:
+    """The resolved config of one (run, seed) pair, by its `trials` name (e.g. 'cifar10-vgg-seed1').
+
+    Reads the trial's own copy of its run's spec (`trials.<trial>`), not `runs`: the train stage
+    declares only its trial, so editing another run, or another seed list, never re-runs it."""
+    trials = params["trials"]
+    if trial not in trials:
+        raise ConfigError(f"unknown trial '{trial}'; params.yaml trials (<run>-seed<k>): {', '.join(trials)}")
+    entry = to_plain(trials[trial])
+    spec = {k: v for k, v in entry.items() if k not in ("run", "seed")}
+    return {"trial": trial, **resolve_run(params, entry["run"], entry["seed"], spec=spec)}
+
+
+def resolve_run(params: Mapping, run: str, seed: int | None = None, spec: Mapping | None = None) -> dict:
+    """Merge globals with a run's spec (`runs.<run>` unless `spec` is given) and validate; returns
+    a plain, JSON-able dict.
+
+    `seed` defaults to the run's first seed (`runs.<run>.seeds`, else `seeds`).
     Result: {run, dataset, seed, model: {name, **model options}, attention: {...} | None, train}.
     `model` and `attention` hold exactly the options passed to `lpa.models.build_model`.
     """
-    from lpa import models  # models import torch; keep `lpa.config` light for the data stages
-
-    runs = params["runs"]
-    if run not in runs:
-        raise ConfigError(f"unknown run '{run}'; runs in params.yaml: {', '.join(runs)}")
-    spec = to_plain(runs[run])
-    if not RUN_NAME.match(run):
-        raise ConfigError(f"run name '{run}' must be lower-case letters, digits, '-', '_' or '.'")
-    unknown = set(spec) - set(RUN_KEYS)
+    if not isinstance(run, str) or not RUN_NAME.match(run):
+        raise ConfigError(f"run name {run!r} must be lower-case letters, digits, '-' or '_'")
+    if spec is None:
+        runs = params["runs"]
+        if run not in runs:
+            raise ConfigError(f"unknown run '{run}'; runs in params.yaml: {', '.join(map(str, runs))}")
+        spec = runs[run]
+    spec = to_plain(spec)
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"runs.{run} must be a mapping with keys dataset, model, attention, train, seeds")
+    for section in ("model", "attention", "train"):
+        if section in spec and not isinstance(spec[section], Mapping):
+            raise ConfigError(f"runs.{run}.{section} must be a mapping, not {spec[section]!r}")
+    unknown = sorted(set(spec) - {"dataset", "model", "attention", "train", "seeds"})
     if unknown:
-        raise ConfigError(f"runs.{run} has unknown key(s) {sorted(unknown)}; allowed: {', '.join(RUN_KEYS)}")
+        raise ConfigError(f"runs.{run} has unknown key(s) {unknown}; allowed: dataset, model, attention, train, seeds")
     if "dataset" not in spec:
         raise ConfigError(f"runs.{run} must name its dataset (runs.{run}.dataset)")
-    from lpa.data.params import DATASETS
+    RUN_SETTINGS["dataset"].check(spec["dataset"], f"runs.{run}.dataset")
 
-    if spec["dataset"] not in DATASETS:
-        raise ConfigError(f"runs.{run}.dataset={spec['dataset']!r} is not a dataset; choose one of {', '.join(DATASETS)}")
-
-    model_section = deep_merge(to_plain(params["model"]), spec.get("model", {}))
-    name = model_section.pop("name", None)
+    run_model = spec.get("model") or {}
+    if not isinstance(params["model"], Mapping):
+        raise ConfigError("params.yaml `model` must be a mapping")
+    for where, section in ((f"runs.{run}.model", run_model), ("model", params["model"])):
+        if isinstance(section, Mapping) and "input_size" in section:
+            raise ConfigError(f"{where}.input_size is not a setting: the input size comes from the data "
+                              f"(data/processed/{spec['dataset']}/meta.json, image_shape); remove it")
+    name = run_model.get("name")
     if name not in models.MODEL_NAMES:
         raise ConfigError(f"runs.{run}.model.name={name!r} is not a model; choose one of {', '.join(models.MODEL_NAMES)}")
     accepted = models.accepted_options(name)
-    # Run-level overrides must apply to this model; global settings apply where they make sense.
+    # a run's own overrides must apply to its model; the global sections apply where they make sense
     for section in ("model", "attention"):
-        bad = set(spec.get(section, {})) - accepted - ({"name"} if section == "model" else set())
+        bad = set(spec.get(section) or {}) - accepted - ({"name"} if section == "model" else set())
         if bad:
             raise ConfigError(f"runs.{run}.{section} sets {sorted(bad)}, which {name} does not take; "
                               f"it takes: {', '.join(sorted(accepted)) or 'nothing'}")
-    attention_section = deep_merge(to_plain(params["attention"]), spec.get("attention", {}))
-    # a global key no model takes is a typo (it would otherwise be silently ignored)
-    for section, values in (("model", model_section), ("attention", attention_section)):
-        typos = set(values) - set(models.OPTION_DEFAULTS)
-        if typos:
-            raise ConfigError(f"{section} has unknown option(s) {sorted(typos)}; "
-                              f"known: {', '.join(sorted(models.OPTION_DEFAULTS))}")
-    model_options = {k: v for k, v in model_section.items() if k in accepted}
-    attention_options = {k: v for k, v in attention_section.items() if k in accepted}
+    # the global sections first, so an error names the section the user has to edit
+    check_section(params["model"], models.MODEL_SETTINGS, "model")
+    check_section(params["attention"], models.ATTENTION_SETTINGS, "attention")
+    check_section(params["train"], TRAIN_SETTINGS, "train")
+    model_section = check_section(deep_merge(to_plain(params["model"]), {k: v for k, v in run_model.items()
+                                                                          if k != "name"}),
+                                  models.MODEL_SETTINGS, f"runs.{run}.model")
+    attention_section = check_section(deep_merge(to_plain(params["attention"]), spec.get("attention") or {}),
+                                      models.ATTENTION_SETTINGS, f"runs.{run}.attention")
+    model_opts = {k: v for k, v in model_section.items() if k in accepted}
+    attention_opts = {k: v for k, v in attention_section.items() if k in accepted}
 
-    train = deep_merge(to_plain(params["train"]), spec.get("train", {}))
-    _check_section(train, TRAIN_SCHEMA, "train")
+    train = check_section(deep_merge(to_plain(params["train"]), spec.get("train") or {}), TRAIN_SETTINGS,
+                          f"runs.{run}.train")
     if train["nesterov"] and (train["dampening"] != 0 or train["momentum"] == 0):
         raise ConfigError(f"run {run}: train.nesterov=true needs train.momentum > 0 and train.dampening=0 "
                           f"(got momentum={train['momentum']}, dampening={train['dampening']})")
-    seed = spec.get("seed", params["seed"])
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed={seed!r} must be an integer")
+    if train["max_images"] == 1:
+        raise ConfigError(f"run {run}: train.max_images=1 is too few; use 0 (all) or >= 2")
+
+    if "seeds" in spec:
+        _check_seed_list(spec["seeds"], f"runs.{run}.seeds")
+    if seed is None:  # a trial passes its own seed (the train stage declares no global `seeds`)
+        seed = (spec["seeds"] if "seeds" in spec else _check_seed_list(params["seeds"], "seeds"))[0]
+    SEEDS.check([seed], f"run {run} seed")
 
     config = {
         "run": run,
         "dataset": spec["dataset"],
         "seed": seed,
-        "model": {"name": name, **model_options},
-        "attention": attention_options or None,
+        "model": {"name": name, **model_opts},
+        "attention": attention_opts or None,
         "train": train,
     }
-    check_model_options(config, num_classes=10)
+    try:  # the model's own checks, without building it
+        models.resolve_options(name, **models.options_of(config))
+    except ValueError as err:
+        raise ConfigError(f"run {run}: {err}") from None
     return config
 
 
-def model_options(config: Mapping) -> dict:
-    """The keyword options for build_model recorded in a resolved config."""
-    opts = {k: v for k, v in config["model"].items() if k != "name"}
-    opts.update(config.get("attention") or {})
-    return opts
+def expected_trials(params: Mapping) -> dict:
+    """`trials` as conf/'s resolver derives it from `runs` and `seeds`: per run and seed, the run's
+    spec without its seeds."""
+    out = {}
+    for run, spec in params["runs"].items():
+        spec = to_plain(spec)
+        for seed in spec.get("seeds", params["seeds"]):
+            out[trial_name(run, seed)] = {"run": run, "seed": seed,
+                                          **{k: v for k, v in spec.items() if k != "seeds"}}
+    return out
 
 
-def check_model_options(config: Mapping, num_classes: int, input_size: int = 32) -> None:
-    """Build the model on the meta device: validates every option value without allocating."""
-    import torch
+def check_params(params: Mapping) -> None:
+    """Validate every value of a whole params.yaml, whether or not the stage at hand uses it."""
+    unknown = sorted(set(params) - set(TOP_KEYS))
+    missing = [k for k in TOP_KEYS if k not in params]
+    if unknown:
+        raise ConfigError(f"params.yaml has unknown top-level key(s) {unknown}; allowed: {', '.join(TOP_KEYS)}")
+    if missing:
+        raise ConfigError(f"params.yaml lacks {', '.join(missing)}; recompose it with `make params`")
+    TOP_SETTINGS["suite_name"].check(params["suite_name"], "suite_name")
+    if not RUN_NAME.match(str(params["suite_name"])):
+        raise ConfigError(f"suite_name={params['suite_name']!r} must be lower-case letters, digits, '-' or '_'")
+    _check_seed_list(params["seeds"], "seeds")
+    check_data_section(params["data"])
+    check_section(params["model"], models.MODEL_SETTINGS, "model")
+    check_section(params["attention"], models.ATTENTION_SETTINGS, "attention")
+    check_section(params["train"], TRAIN_SETTINGS, "train")
+    runs = params["runs"]
+    if not isinstance(runs, Mapping) or not runs:
+        raise ConfigError("params.yaml `runs` must map each run name to {dataset, model: {name}, ...}")
+    for run in runs:
+        config = resolve_run(params, run)
+        if "seeds" in runs[run]:
+            _check_seed_list(runs[run]["seeds"], f"runs.{run}.seeds")
+        if config["dataset"] not in params["data"]["datasets"]:
+            raise ConfigError(f"runs.{run}.dataset={config['dataset']} is not in data.datasets "
+                              f"({', '.join(params['data']['datasets'])}); add it there")
+    if to_plain(params["trials"]) != expected_trials(params):
+        raise ConfigError("params.yaml `trials` does not match `runs` x `seeds` (it is derived, not edited): "
+                          "recompose params.yaml with `make params` or `dvc exp run`")
 
-    from lpa import models
 
-    try:
-        with torch.device("meta"):
-            models.build_model(config["model"]["name"], num_classes, input_size=input_size,
-                               **model_options(config))
-    except ValueError as err:
-        raise ConfigError(f"run {config['run']}: {err}") from None
+def all_settings() -> list[tuple[str, str, str, str]]:
+    """(name, allowed, library default, help) of every setting in params.yaml."""
+    rows = describe_settings(TOP_SETTINGS, "")
+    rows.append(("trials", "derived", "", "one entry per (run, seed), <run>-seed<k>; composed, never edited"))
+    rows.append(("data.datasets", "a list drawn from " + ", ".join(DATASETS), "",
+                 "the datasets whose download@/preprocess@ stages exist"))
+    rows.append(("data.raw_dir", "a non-empty path", "", "where official archives are found or downloaded"))
+    for name in DATASETS:
+        rows.extend(describe_settings(data_settings(name), f"data.{name}"))
+    rows.extend(describe_settings(models.MODEL_SETTINGS, "model"))
+    rows.extend(describe_settings(models.ATTENTION_SETTINGS, "attention"))
+    rows.extend(describe_settings(TRAIN_SETTINGS, "train"))
+    rows.append(("runs.<run>.model.name", "one of " + ", ".join(models.MODEL_NAMES), "", "the network"))
+    rows.extend(describe_settings(RUN_SETTINGS, "runs.<run>"))
+    rows.append(("runs.<run>.{model,attention,train}", "as the global sections", "",
+                 "this run's overrides, merged over the global sections"))
+    return rows
 
 
-def config_hash(config: Mapping) -> str:
-    """Stable short hash of a resolved config: checkpoints resume only under the same hash."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+USAGE = """usage: python -m lpa.config settings | compose [HYDRA_OVERRIDE ...] | check
+
+  settings   print every setting of params.yaml: allowed values, library default, help
+  compose    write params.yaml from conf/ (the paper suite unless e.g. suite=quick is given)
+  check      validate params.yaml as every stage does before it starts"""
 
 
-# --------------------------------------------------------------------------- composition
-
-CONF_DIR = "conf"
-
-
-def compose_params_yaml(overrides: list[str] | tuple[str, ...] = (), root: Path = Path(".")) -> str:
-    """params.yaml text for conf/ composed with Hydra `overrides`, exactly as `dvc exp run` writes it.
-
-    DVC (hydra.enabled) composes conf/config.yaml + its suite and dumps it with OmegaConf.to_yaml;
-    `python -m lpa.config` (make params) does the same so the committed params.yaml matches.
-    """
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    with initialize_config_dir(config_dir=str((root / CONF_DIR).resolve()), version_base=None):
-        cfg = compose(config_name="config", overrides=list(overrides))
-    OmegaConf.resolve(cfg)
-    return OmegaConf.to_yaml(cfg)
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        if argv:
+            print()
+            print(tabulate(all_settings(), headers=("setting", "allowed", "library default", "help")))
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "settings":
+        print(tabulate(all_settings(), headers=("setting", "allowed", "library default", "help")))
+    elif command == "compose":
+        Path(PARAMS_FILE).write_text(compose_params_yaml(rest), encoding="utf-8")
+        print(f"wrote {PARAMS_FILE} from conf/ {' '.join(rest)}".rstrip())
+    elif command == "check":
+        check_params(load_params())
+        print(f"{PARAMS_FILE}: every value is allowed")
+    else:
+        print(USAGE, file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    import sys
-
-    Path(PARAMS_FILE).write_text(compose_params_yaml(sys.argv[1:]), encoding="utf-8")
-    print(f"wrote {PARAMS_FILE} from {CONF_DIR}/ {' '.join(sys.argv[1:])}".rstrip())
+    try:
+        raise SystemExit(main(sys.argv[1:]))
+    except (ConfigError, DamagedFileError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -21,18 +21,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lpa.augment import augment_batch
-from lpa.checkpoint import load_checkpoint, save_checkpoint
-from lpa.config import ConfigError, config_hash, model_options
-from lpa.models import build_model
+from lpa.checkpoint import config_hash, load_checkpoint, save_checkpoint
+from lpa.errors import ConfigError, NonFiniteLossError
+from lpa.models import build_model, options_of
 
 # How often (in steps) the progress bar reads the device accumulators (a host sync, so not every
 # step). A non-finite loss is noticed at the next sync; the step it happened at is tracked on the
 # device, so the message names it exactly either way.
 SYNC_EVERY = 20
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
 
 
 def pick_device() -> torch.device:
@@ -62,6 +58,24 @@ class DeviceData:
 
     def __len__(self) -> int:
         return self.labels.shape[0]
+
+
+# The training subset (train.max_images) is a property of the data, not of the trial: every seed
+# trains on the same images, so seeds measure the training noise and not the sampling of images.
+SUBSET_SEED = 0
+
+
+def balanced_subset(data: DeviceData, max_images: int) -> DeviceData:
+    """A fixed, class-balanced subset of `max_images` images (all of `data` when 0 or larger)."""
+    if max_images <= 0 or max_images >= len(data):
+        return data
+    labels = data.labels.cpu()
+    num_classes = int(labels.max()) + 1
+    perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SUBSET_SEED))
+    quota = [max_images // num_classes + (k < max_images % num_classes) for k in range(num_classes)]
+    chosen = torch.cat([perm[labels[perm] == k][:quota[k]] for k in range(num_classes)])
+    idx = chosen.sort().values.to(data.labels.device)
+    return DeviceData(data.images[idx], data.labels[idx])
 
 
 def split_validation(data: DeviceData, fraction: float, seed: int) -> tuple[DeviceData, DeviceData | None]:
@@ -105,7 +119,7 @@ def build_optimizer(model: torch.nn.Module, train_cfg: Mapping, device: torch.de
 
 
 def build_for_training(config: Mapping, num_classes: int, input_size: int, device: torch.device) -> torch.nn.Module:
-    model = build_model(config["model"]["name"], num_classes, input_size=input_size, **model_options(config))
+    model = build_model(config["model"]["name"], num_classes, input_size=input_size, **options_of(config))
     model = model.to(device)
     if config["train"]["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
@@ -153,6 +167,7 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     device = train_data.images.device
     seed = config["seed"]
     torch.manual_seed(seed)
+    train_data = balanced_subset(train_data, cfg["max_images"])
     train_data, val_data = split_validation(train_data, cfg["val_fraction"], seed)
     input_size = train_data.images.shape[-1]
     model = build_for_training(config, num_classes, input_size, device)

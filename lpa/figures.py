@@ -1,6 +1,6 @@
-"""Attention-map overlays: the same fixed test images, one 4x4 PNG per attention level.
+"""Attention-map overlays: the same fixed test images, one PNG (4x4 pairs) per attention level.
 
-The stage (``stages/evaluate.py``) picks the images once per dataset with
+The evaluate stage (``lpa/evaluate.py``) picks the images once per dataset with
 ``fixed_image_indices(test_labels)``, runs the model on them (the maps come from
 ``model(x) -> (logits, maps)``), and calls::
 
@@ -21,8 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+# A bare Figure on the Agg canvas: no display, no pyplot global state, and no change to the
+# backend of whoever imported us (matplotlib.use would switch it process-wide).
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
 
-from lpa.evaluate import to_numpy
+from lpa.metrics import to_numpy
 from lpa.files import write_bytes
 
 GRID = 4  # 4 x 4 images per PNG
@@ -56,10 +64,11 @@ def fixed_image_indices(labels: Any, n: int = 16) -> np.ndarray:
 
 
 def overlay_titles(labels: Any, predictions: Any, classes: Sequence[str]) -> list[str]:
-    """Small titles ``"<true>"`` for a right prediction, ``"<true> -> <predicted>"`` for a wrong one."""
+    """Small titles: ``"true cat, pred cat"`` for a right prediction, ``"true dog, pred cat (wrong)"``
+    for a wrong one: a reader sees both classes without knowing the convention."""
     y = to_numpy(labels).astype(np.int64).ravel()
     p = to_numpy(predictions).astype(np.int64).ravel()
-    return [classes[t] if t == q else f"{classes[t]} -> {classes[q]}" for t, q in zip(y, p)]
+    return [f"true {classes[t]}, pred {classes[q]}" + ("" if t == q else " (wrong)") for t, q in zip(y, p)]
 
 
 def _as_maps(m: Any, n: int) -> np.ndarray:
@@ -78,9 +87,6 @@ def _as_maps(m: Any, n: int) -> np.ndarray:
 
 def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear (align_corners=False, as F.interpolate / the ports' visualisations) to ``size``."""
-    import torch
-    import torch.nn.functional as F
-
     t = torch.from_numpy(np.ascontiguousarray(maps))[:, None]
     if tuple(t.shape[-2:]) != tuple(size):
         t = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
@@ -122,18 +128,13 @@ def save_attention_overlays(images_uint8: Any, maps: Sequence[Any] | None, out_d
         out_dir: created if missing.
         titles: optional N short strings (e.g. ``overlay_titles``) drawn above each image.
 
-    Each PNG is a 4x4 grid: the image, with the level's map bilinearly upsampled to H x W,
-    min-max scaled per image (the maps' absolute scale differs by orders of magnitude between a
+    Each PNG is a 4x4 grid of pairs: the image, and the image with the level's map bilinearly
+    upsampled to H x W over it, min-max scaled per image (the maps' absolute scale differs by orders of magnitude between a
     32x32 and an 8x8 softmax; only the pattern is comparable) and drawn in 'jet' at alpha 0.5.
     Returns the written paths in level order. Each PNG is written atomically.
     """
     if maps is None or len(maps) == 0:
         return []
-    # A bare Figure on the Agg canvas: no display, no pyplot global state, and no change to the
-    # backend of whoever imported us (matplotlib.use would switch it process-wide).
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     imgs = _to_hwc_uint8(images_uint8)
     n, h, w = imgs.shape[:3]
     if n > GRID * GRID:
@@ -147,21 +148,33 @@ def save_attention_overlays(images_uint8: Any, maps: Sequence[Any] | None, out_d
     for level, level_maps in enumerate(maps, start=1):
         raw = _as_maps(level_maps, n)
         shown = _minmax(_upsample(raw, (h, w)))
-        fig = Figure(figsize=(2.0 * GRID, 2.0 * GRID + 0.4), dpi=100)
+        # each cell is a pair, the picture as it is and the map over it: at 32x32 an overlay alone
+        # hides the object it is meant to explain
+        fig = Figure(figsize=(2.2 * 2 * GRID, 2.3 * GRID + 1.0), dpi=100)
         FigureCanvasAgg(fig)
-        fig.suptitle(f"attention level {level}  (map {raw.shape[1]}x{raw.shape[2]} -> {h}x{w}, "
-                     f"per-image min-max)", fontsize=9)
-        axes = fig.subplots(GRID, GRID)
-        for i, ax in enumerate(axes.ravel()):
-            ax.set_axis_off()
+        fig.suptitle(f"attention level {level}: map {raw.shape[1]}x{raw.shape[2]} upsampled to {h}x{w} "
+                     f"(bilinear); left the original pixels, right the map over them", fontsize=10)
+        axes = fig.subplots(GRID, 2 * GRID)
+        for i in range(GRID * GRID):
+            left, right = axes[i // GRID, 2 * (i % GRID)], axes[i // GRID, 2 * (i % GRID) + 1]
+            left.set_axis_off()
+            right.set_axis_off()
             if i >= n:
                 continue
-            ax.imshow(imgs[i], interpolation="nearest")
-            ax.imshow(shown[i], cmap=CMAP, alpha=ALPHA, vmin=0.0, vmax=1.0,
-                      interpolation="nearest")
+            left.imshow(imgs[i], interpolation="nearest")
+            right.imshow(imgs[i], interpolation="nearest")
+            right.imshow(shown[i], cmap=CMAP, alpha=ALPHA, vmin=0.0, vmax=1.0,
+                                    interpolation="bilinear")
             if titles is not None:
-                ax.set_title(str(titles[i]), fontsize=7, pad=2)
-        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93, wspace=0.05, hspace=0.2)
+                left.text(1.03, 1.04, str(titles[i]), transform=left.transAxes, ha="center",
+                          va="bottom", fontsize=8, color="firebrick" if "wrong" in str(titles[i]) else "black")
+        fig.subplots_adjust(left=0.01, right=0.99, bottom=0.12, top=0.92, wspace=0.06, hspace=0.28)
+        cax = fig.add_axes((0.3, 0.07, 0.4, 0.018))
+        bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=CMAP), cax=cax, orientation="horizontal",
+                           ticks=[0.0, 1.0])
+        bar.ax.set_xticklabels(["lowest", "highest"])
+        bar.set_label("attention weight, scaled to [0, 1] per image (absolute scales differ between "
+                      "levels and images)", fontsize=8)
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         written.append(write_bytes(out_dir / f"level{level}.png", buf.getvalue()))

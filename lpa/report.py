@@ -1,12 +1,12 @@
 """The results report: our runs next to the paper's and other reproductions' numbers.
 
-Pure functions (no DVC, no argv). The stage (``stages/report.py``) does::
+Pure functions (no DVC, no argv). The stage (``stages/report.py``) does, per suite::
 
-    runs = [load_run(Path("reports/runs") / name) for name in run_names]
-    table = results_table(runs)
-    md = render_results_md(table, load_deviations(), reference=load_reference_numbers())
-    write_text("reports/results.md", md)          # from lpa.files
-    write_json("reports/summary.json", summary_json(table))
+    records = [load_run(record_dir(suite, trial)) for trial in trials]   # one per (run, seed)
+    table = results_table(records)                                       # one row per trial
+    runs, comps = run_summary(table), comparisons(table, configs)        # lpa.aggregate
+    render_results_md(table, load_deviations(), reference=..., runs=runs, comparisons=comps)
+    summary_json(table, runs, comps)                                     # nested numbers
 
 Notation (the paper's, used in ``lpa/reference/numbers.csv`` and the ``config`` column)
 -------------------------------------------------------------------------------------
@@ -56,6 +56,8 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
+from lpa.errors import DamagedFileError
+from lpa.model_options import ATTENTION_SETTINGS, MODEL_SETTINGS
 from lpa.reference import DEVIATIONS_YAML, NUMBERS_CSV
 
 DATASETS = ("cifar10", "cifar100", "svhn")
@@ -64,6 +66,7 @@ NUMBER_COLUMNS = ("dataset", "config", "who", "top1_error", "source")
 DEVIATION_KEYS = ("topic", "paper_or_official", "ours", "why")
 COLUMNS = ("run", "dataset", "config", "top-1 error", "top-5 error", "paper", "difference",
            "other reproductions")
+TRIAL_COLUMNS = ("trial", "seed") + COLUMNS
 TITLE = "Learn To Pay Attention (Jetley et al., ICLR 2018): reproduction results"
 
 # --------------------------------------------------------------------------- notation
@@ -82,22 +85,20 @@ _MODEL_PATTERNS: tuple[tuple[re.Pattern, str, str | None], ...] = (
      "Attention-{0}", "ran"),
 )
 
-# Options of the LTPA attention heads that the paper's notation does not carry:
-# key -> (the paper's / official code's value, how a different value is written in the suffix).
-ATTENTION_DEFAULTS: dict[str, tuple[Any, Any]] = {
-    "normalize": ("softmax", lambda v: str(v)),
-    "project": ("g_down", lambda v: str(v)),
-    "compat_init": ("official", lambda v: f"{v} init"),
+# How an option whose value departs from the paper suite's (Setting.paper, declared in lpa.model_options)
+# is written in the notation's [suffix]; options without a label never get one.
+ATTENTION_LABELS: dict[str, Any] = {
+    "normalize": lambda v: str(v),
+    "project": lambda v: str(v),
+    "compat_init": lambda v: f"{v} init",
 }
-# Model options that change the network away from the paper suite's (conf/config.yaml).
-MODEL_DEFAULTS: dict[str, tuple[Any, Any]] = {
-    "dropout": (True, lambda v: "no dropout"),
-    "branch_grad": ("sum", lambda v: f"branch_grad {v}"),
-    "bn_init": ("one", lambda v: f"bn_init {v}"),
-    "g_head": ("conv", lambda v: f"g_head {v}"),
-    "module_layout": ("uniform", lambda v: f"layout {v}"),
+MODEL_LABELS: dict[str, Any] = {
+    "dropout": lambda v: "no dropout",
+    "branch_grad": lambda v: f"branch_grad {v}",
+    "bn_init": lambda v: f"bn_init {v}",
+    "g_head": lambda v: f"g_head {v}",
+    "module_layout": lambda v: f"layout {v}",
 }
-DEFAULT_WIDTH = 1.0
 
 
 def _model_base(name: str) -> tuple[str, str | None]:
@@ -132,8 +133,8 @@ def paper_notation(config: Mapping) -> str:
 
     if kind == "ltpa":
         notation = f"{base}-{attention.get('g_mode', '?')}-{attention.get('compat', '?')}"
-        for key, (default, label) in ATTENTION_DEFAULTS.items():
-            if key in attention and attention[key] is not None and attention[key] != default:
+        for key, label in ATTENTION_LABELS.items():
+            if key in attention and attention[key] is not None and attention[key] != ATTENTION_SETTINGS[key].paper:
                 suffix.append(label(attention[key]))
         if attention.get("g_mode") == "indep" and attention.get("indep_combine") is not None:
             suffix.append(f"combine {attention['indep_combine']}")
@@ -144,11 +145,11 @@ def paper_notation(config: Mapping) -> str:
     else:
         notation = base
 
-    for key, (default, label) in MODEL_DEFAULTS.items():
-        if model.get(key) is not None and model[key] != default:
+    for key, label in MODEL_LABELS.items():
+        if model.get(key) is not None and model[key] != MODEL_SETTINGS[key].paper:
             suffix.append(label(model[key]))
-    width = model.get("width", DEFAULT_WIDTH)
-    if width is not None and float(width) != DEFAULT_WIDTH:
+    width = model.get("width", MODEL_SETTINGS["width"].paper)
+    if width is not None and float(width) != MODEL_SETTINGS["width"].paper:
         suffix.append(f"width {float(width):g}")
     return f"{notation} [{', '.join(suffix)}]" if suffix else notation
 
@@ -180,8 +181,12 @@ def load_reference_numbers(path: str | Path | None = None) -> pd.DataFrame:
     [0, 100], or a duplicated (dataset, config, who).
     """
     path = Path(path) if path is not None else NUMBERS_CSV
-    df = pd.read_csv(path, dtype={"dataset": str, "config": str, "who": str, "source": str},
-                     keep_default_na=False)
+    try:
+        df = pd.read_csv(path, dtype={"dataset": str, "config": str, "who": str, "source": str},
+                         keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DamagedFileError(f"{path} is not a readable CSV ({type(err).__name__}); "
+                               f"restore it with `git checkout -- {path}`") from None
     if tuple(df.columns) != NUMBER_COLUMNS:
         raise ValueError(f"{path}: columns must be {','.join(NUMBER_COLUMNS)}, got {','.join(df.columns)}")
     df["top1_error"] = pd.to_numeric(df["top1_error"], errors="raise").astype(float)
@@ -205,8 +210,12 @@ def load_reference_numbers(path: str | Path | None = None) -> pd.DataFrame:
 def load_deviations(path: str | Path | None = None) -> list[dict]:
     """``lpa/reference/deviations.yaml``: list of ``{topic, paper_or_official, ours, why}`` (strings)."""
     path = Path(path) if path is not None else DEVIATIONS_YAML
-    with open(path) as f:
-        entries = yaml.safe_load(f) or []
+    try:
+        with open(path, encoding="utf-8") as f:
+            entries = yaml.safe_load(f) or []
+    except yaml.YAMLError as err:
+        raise DamagedFileError(f"{path} is not valid YAML ({type(err).__name__}); "
+                               f"restore it with `git checkout -- {path}`") from None
     if not isinstance(entries, list):
         raise ValueError(f"{path}: must be a list of entries")
     out = []
@@ -223,13 +232,34 @@ def load_deviations(path: str | Path | None = None) -> list[dict]:
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """``{run, config, metrics}`` from ``reports/runs/<run>/{config.json, metrics.json}``."""
+    """``{run, trial, seed, config, metrics}`` from a trial's record directory
+    (``reports/<suite>/runs/<trial>/{config.json, metrics.json}``); a missing or damaged file is
+    one DamagedFileError naming it and the stage to re-run."""
     run_dir = Path(run_dir)
-    with open(run_dir / "config.json") as f:
-        config = json.load(f)
-    with open(run_dir / "metrics.json") as f:
-        metrics = json.load(f)
-    return {"run": config.get("run", run_dir.name), "config": config, "metrics": metrics}
+    config = _read_json(run_dir / "config.json", f"train@{run_dir.name}")
+    metrics = _read_json(run_dir / "metrics.json", f"evaluate@{run_dir.name}")
+    if not isinstance(config.get("model"), Mapping) or "name" not in config["model"] or "dataset" not in config:
+        raise DamagedFileError(f"{run_dir / 'config.json'} is not a resolved run config; "
+                               f"re-run `dvc repro -f train@{run_dir.name}`")
+    if not isinstance(_test_metrics(metrics), Mapping) or "top1_error" not in _test_metrics(metrics):
+        raise DamagedFileError(f"{run_dir / 'metrics.json'} has no test.top1_error; "
+                               f"re-run `dvc repro -f evaluate@{run_dir.name}`")
+    return {"run": config.get("run", run_dir.name), "trial": config.get("trial", run_dir.name),
+            "seed": config.get("seed"), "config": config, "metrics": metrics}
+
+
+def _read_json(path: Path, stage: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} not found; run `dvc repro {stage}` first") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DamagedFileError(f"{path} is not valid JSON ({type(err).__name__}); "
+                               f"re-run `dvc repro -f {stage}`") from None
+    if not isinstance(data, dict):
+        raise DamagedFileError(f"{path} must hold a JSON object; re-run `dvc repro -f {stage}`")
+    return data
 
 
 def _test_metrics(metrics: Mapping) -> Mapping:
@@ -282,31 +312,85 @@ def results_table(runs: Sequence[Mapping], reference: pd.DataFrame | None = None
             for o in others.itertuples()
         )
         rows.append({
+            "trial": r.get("trial") or name, "seed": r.get("seed", config.get("seed")),
             "run": name, "dataset": dataset, "config": notation,
             "top-1 error": top1, "top-5 error": top5,
             "paper": paper, "difference": top1 - paper,  # NaN if either is missing
             "other reproductions": other_text,
         })
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    return pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
 
 
-def summary_json(table: pd.DataFrame) -> dict:
-    """``{run: {"top1_error", "top5_error", "paper_top1_error"?, "diff_vs_paper"?}}``, numbers only.
+def _defined(value: Any) -> bool:
+    """Not None and not NaN (pandas turns a column's None into NaN)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
-    Keys whose value is missing are left out (JSON has no NaN), so ``dvc metrics`` shows only
-    what exists.
-    """
-    keys = (("top1_error", "top-1 error"), ("top5_error", "top-5 error"),
-            ("paper_top1_error", "paper"), ("diff_vs_paper", "difference"))
-    out: dict[str, dict[str, float]] = {}
+
+def _interval(prefix: str, stats_row: Mapping) -> dict:
+    out = {}
+    mean, std, ci = stats_row[f"{prefix}_mean"], stats_row[f"{prefix}_std"], stats_row[f"{prefix}_ci95"]
+    if _defined(mean):
+        out["mean"] = round(mean, 4)
+    if _defined(std):
+        out["std"] = round(std, 4)
+    if ci is not None:
+        out["ci95_low"], out["ci95_high"] = round(ci[0], 4), round(ci[1], 4)
+    return out
+
+
+def summary_json(table: pd.DataFrame, runs: pd.DataFrame | None = None,
+                 comparisons: pd.DataFrame | None = None) -> dict:
+    """Nested numbers only, for `dvc metrics show/diff`: ``trials`` (top-1/top-5 per run and
+    seed), ``runs`` (n, mean, std, 95% interval, the paper's number and whether it lies inside:
+    1/0) and ``comparisons`` (difference of mean top-1 error, Welch 95% interval, the paper's
+    difference). Keys whose value is missing are left out (JSON has no NaN)."""
+    out: dict[str, dict] = {"trials": {}}
     for row in table.to_dict("records"):
         entry = {}
-        for key, col in keys:
+        for key, col in (("top1_error", "top-1 error"), ("top5_error", "top-5 error")):
             v = _number(row.get(col))
             if not math.isnan(v):
                 entry[key] = round(v, 4)
-        out[str(row["run"])] = entry
+        out["trials"][str(row.get("trial") or row["run"])] = entry
+    if runs is not None:
+        out["runs"] = {}
+        for row in runs.to_dict("records"):
+            entry = {"n": int(row["n"]), "top1_error": _interval("top1", row), "top5_error": _interval("top5", row)}
+            if math.isfinite(row["paper"]):
+                entry["paper_top1_error"] = round(row["paper"], 4)
+                entry["diff_vs_paper"] = round(row["diff_vs_paper"], 4)
+            if _defined(row["paper_in_ci95"]):
+                entry["paper_in_ci95"] = int(row["paper_in_ci95"])
+            out["runs"][str(row["run"])] = entry
+    if comparisons is not None:
+        out["comparisons"] = {}
+        for row in comparisons.to_dict("records"):
+            entry = {"top1_diff": round(row["diff"], 4)}
+            if _defined(row["ci95"]):
+                entry["ci95_low"], entry["ci95_high"] = round(row["ci95"][0], 4), round(row["ci95"][1], 4)
+            if math.isfinite(row["paper_diff"]):
+                entry["paper_top1_diff"] = round(row["paper_diff"], 4)
+            out["comparisons"][f"{row['first']} vs {row['second']}"] = entry
     return out
+
+
+def suite_header(suite: str, records: Sequence[Mapping]) -> str:
+    """One paragraph: which suite, data source(s) and scale the trials ran at, from their records."""
+    if not records:
+        return f"Suite `{suite}`: no trials."
+    configs = [r["config"] for r in records]
+    sources = sorted({(c.get("environment") or {}).get("data_source", "unknown") for c in configs})
+    devices = sorted({(c.get("environment") or {}).get("device", "unknown") for c in configs})
+    widths = sorted({float(c["model"].get("width", 1.0)) for c in configs})
+    epochs = sorted({int(c["train"]["epochs"]) for c in configs})
+    images = sorted({int(c["train"].get("max_images", 0)) for c in configs})
+    seeds = sorted({c["seed"] for c in configs})
+    runs = list(dict.fromkeys(c["run"] for c in configs))
+    imgs = ", ".join("the whole training split" if n == 0 else f"{n:,} training images" for n in images)
+    return (f"Suite `{suite}`: {len(records)} trials ({len(runs)} runs x seeds {', '.join(map(str, seeds))}). "
+            f"Data: {'; '.join(sources)}. Scale: width {', '.join(f'{w:g}' for w in widths)}, {imgs}, "
+            f"{', '.join(map(str, epochs))} epochs (the paper: width 1, 50,000 images, 300 epochs). "
+            f"Device: {', '.join(devices)}.")
 
 
 # --------------------------------------------------------------------------- markdown
@@ -326,25 +410,76 @@ def _md_table(rows: Iterable[Sequence[str]], headers: Sequence[str], colalign=No
                     disable_numparse=True, colalign=colalign)
 
 
+def _mean_sd(mean: float, std: float | None) -> str:
+    if not _defined(mean):
+        return ""
+    return f"{mean:.2f}" if not _defined(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def _ci(ci: Sequence[float] | None, one: str = "— (one seed)") -> str:
+    return one if ci is None else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+RUN_COLUMNS = ("run", "config", "n", "top-1 mean ± sd", "top-1 95% CI", "top-5 mean ± sd", "paper",
+               "paper in CI", "other reproductions")
+COMPARISON_COLUMNS = ("comparison", "first", "second", "difference of top-1", "95% CI (Welch)",
+                      "paper's difference", "the claim (first is better)")
+
+
+def _runs_section(runs: pd.DataFrame, missing: str) -> list[str]:
+    rows = []
+    for r in runs.to_dict("records"):
+        inside = "" if not _defined(r["paper_in_ci95"]) else ("yes" if r["paper_in_ci95"] else "no")
+        rows.append([_cell(r["run"], missing), _cell(r["config"], missing), str(r["n"]),
+                     _mean_sd(r["top1_mean"], r["top1_std"]), _ci(r["top1_ci95"]),
+                     _mean_sd(r["top5_mean"], r["top5_std"]), _cell(r["paper"], missing), inside or missing,
+                     _cell(r["other reproductions"], missing)])
+    return ["## Mean over seeds (%)", "",
+            _md_table(rows, RUN_COLUMNS, ["left", "left", "right", "right", "right", "right", "right", "left", "left"]),
+            "", "Mean ± sample standard deviation over the run's seeds (n); *95% CI*: Student-t interval "
+            "of the mean (absent with one seed). *paper*: the paper's number at full scale for the "
+            "same notation without the [suffix]; *paper in CI*: whether it lies inside the interval.", ""]
+
+
+def _comparisons_section(comps: pd.DataFrame, missing: str) -> list[str]:
+    if not len(comps):
+        return ["## The paper's comparisons", "", "No run of this suite has the other side of a comparison.", ""]
+    rows = [[c["kind"], _cell(c["first config"], missing), _cell(c["second config"], missing),
+             f"{c['diff']:+.2f}", _ci(c["ci95"], "— (needs 2+ seeds)"), _cell(c["paper_diff"], missing, "{:+.2f}"),
+             c["verdict"]] for c in comps.to_dict("records")]
+    return ["## The paper's comparisons", "",
+            _md_table(rows, COMPARISON_COLUMNS, ["left", "left", "left", "right", "right", "right", "left"]),
+            "", "Difference of mean top-1 error, first minus second (negative: the first, the paper's "
+            "choice, is better), with Welch's 95% interval. *holds*: the interval lies below 0; "
+            "*does not hold*: above 0; *not resolved*: it includes 0.", ""]
+
+
 def render_results_md(table: pd.DataFrame, deviations: Sequence[Mapping],
                       extra_header: str | None = None, reference: pd.DataFrame | None = None,
-                      missing: str = "") -> str:
-    """Markdown report: title, optional ``extra_header`` paragraph, the results table, notes,
-    the deviations ledger and (when ``reference`` is given) every reference number with its
-    source. Numbers have 2 decimals, differences a sign; missing cells are ``missing`` (empty by
-    default), never "nan".
+                      missing: str = "", runs: pd.DataFrame | None = None,
+                      comparisons: pd.DataFrame | None = None) -> str:
+    """Markdown report: title, optional ``extra_header`` paragraph, the per-run means over seeds
+    and the paper's comparisons (when ``runs`` / ``comparisons`` are given), the per-trial table,
+    notes, the deviations ledger and (when ``reference`` is given) every reference number with
+    its source. Numbers have 2 decimals, differences a sign; missing cells are ``missing`` (empty
+    by default), never "nan".
     """
     parts = [f"# {TITLE}", ""]
     if extra_header:
         parts += [extra_header.strip(), ""]
+    if runs is not None and len(runs):
+        parts += _runs_section(runs, missing)
+    if comparisons is not None:
+        parts += _comparisons_section(comparisons, missing)
 
-    parts += ["## Test error (%)", ""]
+    parts += ["## Test error per trial (%)", ""]
     if len(table):
-        fmts = {"difference": "{:+.2f}"}
-        rows = [[_cell(row[c], missing, fmts.get(c, "{:.2f}")) for c in COLUMNS]
+        fmts = {"difference": "{:+.2f}", "seed": "{:.0f}"}
+        columns = [c for c in TRIAL_COLUMNS if c != "run"] if "trial" in table else list(COLUMNS)
+        rows = [[_cell(row.get(c), missing, fmts.get(c, "{:.2f}")) for c in columns]
                 for row in table.to_dict("records")]
-        align = ["left", "left", "left", "right", "right", "right", "right", "left"]
-        parts.append(_md_table(rows, COLUMNS, align))
+        numeric = {"seed", "top-1 error", "top-5 error", "paper", "difference"}
+        parts.append(_md_table(rows, columns, ["right" if c in numeric else "left" for c in columns]))
     else:
         parts.append("No evaluated runs.")
     parts += [

@@ -8,9 +8,10 @@ Writes uint8 images, int64 labels and meta.json (docs/contracts.md). Errors: one
 """
 from __future__ import annotations
 
-from lpa.cli import run_stage
-from lpa.config import stage_params
-from lpa.data import check_dataset_name, extract_dataset
+from lpa.stage_runner import run_stage
+from lpa.params import stage_params
+from lpa.data.params import check_dataset_name
+from lpa.data.pipeline import extract_dataset
 from lpa.data.pipeline import EXTRACTED_DIR
 
 

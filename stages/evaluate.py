@@ -1,23 +1,26 @@
-"""evaluate@<run>: test-split metrics, per-class accuracy, confusion matrix and attention overlays.
+"""evaluate@<trial>: test-split metrics, per-class accuracy, confusion matrix and attention overlays.
 
-    python -m stages.evaluate RUN
+    python -m stages.evaluate TRIAL       (TRIAL = <run>-seed<k>)
 
-Declares no params: everything it needs (the resolved config included) comes with
-models/RUN/model.pt, so it cannot drift from what was trained. Writes reports/runs/RUN/
-metrics.json, per_class.csv, confusion.csv and attention/level<k>.png (the same fixed 16 test
+Declares only suite_name (where the files are): everything else (the resolved config included)
+comes with models/SUITE/TRIAL/model.pt, so it cannot drift from what was trained. Writes
+reports/SUITE/runs/TRIAL/ metrics.json, per_class.csv, confusion.csv and attention/level<k>.png (the same fixed 16 test
 images for every run of a dataset, drawn on the original pixels from data/extracted).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from lpa.cli import run_stage
+from lpa.stage_runner import run_stage
+from lpa.params import stage_params
 from lpa.evaluate import evaluate_run
+from lpa.layout import model_file, record_dir
 
 
-def main(run: str) -> None:
-    evaluate_run(Path("models") / run / "model.pt", data_dir=Path("data"), out_dir=Path("reports/runs") / run)
+def main(trial: str) -> None:
+    suite = stage_params("evaluate", trial)["suite_name"]
+    evaluate_run(model_file(suite, trial), data_dir=Path("data"), out_dir=record_dir(suite, trial))
 
 
 if __name__ == "__main__":
-    run_stage(main, "python -m stages.evaluate RUN")
+    run_stage(main, "python -m stages.evaluate TRIAL")

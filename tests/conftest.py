@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lpa.config import compose_params_yaml, resolve_run
+from lpa.config import resolve_run
+from lpa.params import compose_params_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,15 +37,31 @@ def tiny_config(quick_params):
     return make
 
 
-def sh(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """Run `cmd` with this venv first on PATH (stage commands call `python`), output captured."""
+def sh(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900,
+       code_from_repo: bool = False) -> subprocess.CompletedProcess:
+    """Run `cmd` with this venv first on PATH (stage commands call `python`), output captured.
+    `code_from_repo`: import lpa/stages from this tree while running in another directory."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
            "DVC_NO_ANALYTICS": "1"}
+    if code_from_repo:
+        env["PYTHONPATH"] = str(REPO)
     env.pop("LPA_TRACEBACK", None)
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
+
+
+def run_stage_in_process(monkeypatch, capsys, module, arg: str, cwd: Path) -> list[str]:
+    """Run a stage entry point (e.g. `stages.download`) in this process, in `cwd`, where a test
+    can patch it; assert it exits 1 and return its stderr lines."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [module.__name__, arg])
+    monkeypatch.delenv("LPA_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        module.run_stage(module.main, f"python -m {module.__name__} ARG")
+    assert exit_.value.code == 1
+    return capsys.readouterr().err.strip().splitlines()
 
 
 def run_dvc(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:

@@ -1,12 +1,15 @@
 import copy
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lpa.config import (ConfigError, UndeclaredParamError, compose_params_yaml, declared_param_keys,
-                        resolve_run, stage_params)
-from tests.conftest import REPO
+from lpa.config import check_params, resolve_run, resolve_trial
+from lpa.errors import ConfigError, UndeclaredParamError
+from lpa.params import compose_params_yaml, declared_param_keys, stage_params
+from tests.conftest import REPO, sh
 
 
 def test_committed_params_yaml_is_the_default_composition():
@@ -16,10 +19,12 @@ def test_committed_params_yaml_is_the_default_composition():
 
 def test_every_declared_param_exists_and_every_run_resolves():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for run in params["runs"]:
+    assert set(params["trials"]) == {f"{run}-seed{s}" for run in params["runs"] for s in params["seeds"]}
+    for trial, entry in params["trials"].items():
         # resolving through the declared view proves the train stage reads nothing undeclared
-        config = resolve_run(stage_params("train", run, root=REPO), run)
-        assert config["run"] == run and config["dataset"] in params["data"]["datasets"]
+        config = resolve_trial(stage_params("train", trial, root=REPO), trial)
+        assert config["run"] == entry["run"] and config["seed"] == entry["seed"] and config["trial"] == trial
+        assert config["dataset"] in params["data"]["datasets"]
     for dataset in params["data"]["datasets"]:
         for stage in ("download", "preprocess"):
             view = stage_params(stage, dataset, root=REPO)
@@ -63,10 +68,10 @@ def test_attention_section_reaches_attention_models_only(quick_params):
 
 
 @pytest.mark.parametrize("path,value,message", [
-    (("train", "lr_schedule", "kind"), "cosine", "choose one of step, multistep, constant"),
-    (("train", "epochs"), 0, "positive integer"),
-    (("train", "epochs"), True, "positive integer"),
-    (("train", "precision", "cpu"), "fp16", "choose one of fp32, bf16"),
+    (("train", "lr_schedule", "kind"), "cosine", "one of step, multistep, constant"),
+    (("train", "epochs"), 0, "an integer >= 1"),
+    (("train", "epochs"), True, "an integer >= 1"),
+    (("train", "precision", "cpu"), "fp16", "one of fp32, bf16"),
     (("attention", "compat"), "cosine", "pc"),
     (("model", "width"), -1, "width"),
 ])
@@ -89,14 +94,57 @@ def test_bad_run_definitions(quick_params):
     with pytest.raises(ConfigError, match="does not take"):
         resolve_run(params, "x")
     params["runs"]["x"] = {"dataset": "mnist", "model": {"name": "vgg"}}
-    with pytest.raises(ConfigError, match="choose one of cifar10, cifar100, svhn, digits, imagefolder"):
+    with pytest.raises(ConfigError, match="one of cifar10, cifar100, svhn, digits, imagefolder"):
         resolve_run(params, "x")
     with pytest.raises(ConfigError, match="runs in params.yaml"):
         resolve_run(params, "nope")
     params["model"]["widht"] = 0.5
-    with pytest.raises(ConfigError, match="unknown option.*widht"):
+    with pytest.raises(ConfigError, match="model has unknown setting.*widht"):
         resolve_run(params, "digits-vgg")
     del params["model"]["widht"]
     params["train"]["typo"] = 1
-    with pytest.raises(ConfigError, match="unknown train setting"):
+    with pytest.raises(ConfigError, match="train has unknown setting"):
         resolve_run(params, "digits-vgg")
+
+
+def test_every_value_is_checked_whatever_the_stage(tmp_path: Path, quick_params):
+    """A bad attention value stops a baseline's train stage (and a data stage) before any work."""
+    params = copy.deepcopy(quick_params)
+    params["attention"]["compat"] = "cosine"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    for stage, arg in (("train", "digits-vgg-seed0"), ("download", "digits")):
+        proc = sh([sys.executable, "-m", f"stages.{stage}", arg], tmp_path, check=False, code_from_repo=True)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip() == ("error: attention.compat='cosine' is not allowed; it must be one of pc, dp "
+                                       "(compatibility: pc <u, l + g> | dp <l, g>)")
+        assert not (tmp_path / "data").exists() and not (tmp_path / "models").exists()
+
+
+def test_input_size_comes_from_the_data(quick_params):
+    params = copy.deepcopy(quick_params)
+    params["runs"]["digits-vgg"]["model"]["input_size"] = 64
+    with pytest.raises(ConfigError, match="runs.digits-vgg.model.input_size is not a setting: the input size "
+                                          r"comes from the data \(data/processed/digits/meta.json"):
+        resolve_run(params, "digits-vgg")
+
+
+def test_trials_are_derived_and_checked(quick_params):
+    params = copy.deepcopy(quick_params)
+    check_params(params)
+    params["seeds"] = [0, 1]
+    with pytest.raises(ConfigError, match="trials` does not match"):
+        check_params(params)
+    params["seeds"] = [0, 0]
+    with pytest.raises(ConfigError, match="lists a seed twice"):
+        check_params(params)
+
+
+def test_settings_are_printed_from_their_one_declaration():
+    proc = sh([sys.executable, "-m", "lpa.config", "settings"], REPO)
+    lines = proc.stdout.splitlines()
+    for name, allowed in (("attention.compat", "one of pc, dp"), ("train.epochs", "an integer >= 1"),
+                          ("data.cifar10.preprocess.transform", "one of zca, standardize, scale, none"),
+                          ("model.width", "a number > 0 and <= 16"), ("seeds", "a list of integers >= 0")):
+        assert any(line.startswith(name + " ") and allowed in line for line in lines), name
+    assert sh([sys.executable, "-m", "lpa.config", "check"], REPO).stdout.strip() == "params.yaml: every value is allowed"

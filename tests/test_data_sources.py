@@ -23,17 +23,11 @@ from fixtures_data import (
     remote,
 )
 
-from lpa.data import (
-    DataParamError,
-    DatasetFormatError,
-    DownloadError,
-    IntegrityError,
-    extract_dataset,
-    read_meta,
-    read_split,
-    validate_dataset_params,
-)
 from lpa.data import pipeline, sources
+from lpa.data.arrays import read_meta, read_split
+from lpa.data.errors import DataParamError, DatasetFormatError, DownloadError, IntegrityError
+from lpa.data.params import validate_dataset_params
+from lpa.data.pipeline import extract_dataset
 
 
 def leftovers(parent):
@@ -387,10 +381,10 @@ def test_bad_params_fail_before_any_download(tmp_path, monkeypatch):
     monkeypatch.setattr("lpa.data.fetch.ensure_file", no_download)
     cases = [
         ("mnist", {}, "unknown dataset 'mnist'; allowed: cifar10, cifar100, svhn, digits, imagefolder"),
-        ("svhn", {"use_extra": "yes"}, "use_extra='yes' is invalid; it must be true or false"),
-        ("cifar10", {"image_size": 32}, "unknown key(s) image_size; allowed: none"),
-        ("digits", {"test_fraction": 1.5}, "a number from 0.05 to 0.95"),
-        ("digits", {"image_size": 3}, "an integer from 8 to 1024"),
+        ("svhn", {"use_extra": "yes"}, "use_extra='yes' is not allowed; it must be true or false"),
+        ("cifar10", {"image_size": 32}, "unknown setting(s) image_size; allowed: source, imagefolder_root"),
+        ("digits", {"test_fraction": 1.5}, "a number >= 0.05 and <= 0.95"),
+        ("digits", {"image_size": 3}, "an integer >= 8 and <= 1024"),
         ("imagefolder", {"root": ""}, "a non-empty path"),
     ]
     for name, params, message in cases:
@@ -402,17 +396,17 @@ def test_bad_params_fail_before_any_download(tmp_path, monkeypatch):
 
 
 def test_validate_dataset_params_fills_defaults_and_lists_allowed_values():
-    full = validate_dataset_params("cifar10", {"download": {}, "preprocess": {"normalize": "zca"}})
-    assert full["preprocess"] == {"normalize": "zca", "gcn": True, "gcn_scale": 55.0, "zca_epsilon": 0.1}
+    full = validate_dataset_params("cifar10", {"download": {}, "preprocess": {"transform": "zca"}})
+    assert full["preprocess"] == {"transform": "zca", "gcn": True, "gcn_scale": 55.0, "zca_epsilon": 0.1}
     assert validate_dataset_params("svhn", None)["download"] == {"use_extra": False}
     with pytest.raises(DataParamError, match="one of zca, standardize, scale, none"):
-        validate_dataset_params("digits", {"preprocess": {"normalize": "whiten"}})
+        validate_dataset_params("digits", {"preprocess": {"transform": "whiten"}})
     with pytest.raises(DataParamError, match="allowed: download, preprocess"):
         validate_dataset_params("digits", {"downlaod": {}})
-    with pytest.raises(DataParamError, match="zca_epsilon=0 is invalid"):
+    with pytest.raises(DataParamError, match="zca_epsilon=0 is not allowed"):
         validate_dataset_params("cifar10", {"preprocess": {"zca_epsilon": 0}})
-    with pytest.raises(DataParamError, match="normalize=standardize"):
-        validate_dataset_params("imagefolder", {"download": {"image_size": 224}, "preprocess": {"normalize": "zca"}})
+    with pytest.raises(DataParamError, match="transform=standardize"):
+        validate_dataset_params("imagefolder", {"download": {"image_size": 224}, "preprocess": {"transform": "zca"}})
     with pytest.raises(DataParamError, match="true or false"):
         validate_dataset_params("cifar100", {"preprocess": {"gcn": 1}})
 

@@ -13,8 +13,10 @@ import pytest
 import yaml
 from fixtures_data import UNREACHABLE
 
-from tests.conftest import REPO, repo_snapshot, run_dvc
-
+from lpa.data import sources
+from lpa.params import compose_params_yaml
+from stages import download
+from tests.conftest import REPO, repo_snapshot, run_dvc, run_stage_in_process
 
 
 def run_module(args, cwd, timeout=120):
@@ -29,7 +31,6 @@ def stage_workdir(tmp_path: Path, edit=None) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(REPO / "dvc.yaml", work / "dvc.yaml")
-    from lpa.config import compose_params_yaml  # params.yaml as `make params` writes it from conf/
 
     params = yaml.safe_load(compose_params_yaml([], root=REPO))
     if edit:
@@ -40,14 +41,14 @@ def stage_workdir(tmp_path: Path, edit=None) -> Path:
 
 def test_stage_reports_an_invalid_param_in_one_line(tmp_path):
     def bad(params):
-        params["data"]["digits"]["preprocess"]["normalize"] = "whiten"
+        params["data"]["digits"]["preprocess"]["transform"] = "whiten"
 
     work = stage_workdir(tmp_path, bad)
     result = run_module(["stages.preprocess", "digits"], work)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert "data.digits.preprocess.normalize='whiten'" in lines[0]
+    assert "data.digits.preprocess.transform='whiten'" in lines[0]
     assert "zca, standardize, scale, none" in lines[0]
     assert not (work / "data").exists()
 
@@ -62,19 +63,10 @@ def test_stage_rejects_an_unknown_dataset_in_one_line(tmp_path):
 
 
 def test_download_stage_without_network_says_where_to_put_the_archive(tmp_path, monkeypatch, capsys):
-    from lpa.data import sources
-    from stages import download
-
     unreachable = sources.RemoteFile("cifar-10-python.tar.gz", f"{UNREACHABLE}/cifar-10-python.tar.gz",
                                      sources.CIFAR10_ARCHIVE.md5)
     monkeypatch.setitem(sources.REMOTE_FILES["cifar10"], "archive", unreachable)
-    monkeypatch.chdir(stage_workdir(tmp_path))
-    monkeypatch.setattr(sys, "argv", ["stages.download", "cifar10"])
-    monkeypatch.delenv("LPA_TRACEBACK", raising=False)
-    with pytest.raises(SystemExit) as exit_:
-        download.run_stage(download.main, "python -m stages.download DATASET")
-    assert exit_.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
+    err = run_stage_in_process(monkeypatch, capsys, download, "cifar10", stage_workdir(tmp_path))
     assert len(err) == 1
     assert "cifar-10-python.tar.gz" in err[0] and unreachable.url in err[0]
     assert "data/raw/cifar-10-python.tar.gz" in err[0]
@@ -131,7 +123,7 @@ def test_dvc_repro_preprocess_digits_in_a_fresh_clone(tmp_path):
 
     # a preprocessing param re-runs preprocess only, not the extraction
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"]["digits"]["preprocess"]["normalize"] = "scale"
+    params["data"]["digits"]["preprocess"]["transform"] = "scale"
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     status = run_dvc("status", "--json", "download@digits", "preprocess@digits", cwd=repo, check=False)
     assert set(json.loads(status.stdout)) == {"preprocess@digits"}, status.stdout

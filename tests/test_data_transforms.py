@@ -4,16 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lpa.data import (
-    DataParamError,
-    apply_saved_transform,
-    load_transform,
-    preprocess_dataset,
-    read_meta,
-    read_split,
-)
-from lpa.data.arrays import write_extracted
-from lpa.data.transforms import Transform, fit_transform, global_contrast_normalize
+from lpa.data.arrays import read_meta, read_split, write_extracted
+from lpa.data.errors import DataParamError
+from lpa.data.pipeline import preprocess_dataset
+from lpa.data.transforms import Transform, apply_saved_transform, fit_transform, global_contrast_normalize, load_transform
 from lpa.data.types import RawDataset
 
 SHAPE = (3, 4, 4)  # d = 48: small enough for n >> d, so the sample covariance is full rank
@@ -60,7 +54,7 @@ def test_zca_whitened_train_covariance_is_identity(tmp_path):
     src, train, _ = make_extracted(tmp_path)
     out = tmp_path / "processed" / "cifar10"
     eps = 1e-3  # tiny next to the smallest eigenvalue (~6): S / (S + eps) >= 0.9998
-    meta = preprocess_dataset("cifar10", {"normalize": "zca", "gcn": False, "zca_epsilon": eps}, src, out)
+    meta = preprocess_dataset("cifar10", {"transform": "zca", "gcn": False, "zca_epsilon": eps}, src, out)
     x, _ = read_split(out, "train")
     assert x.dtype == np.float16 and x.shape == train.shape
     flat = x.reshape(len(x), -1).astype(np.float64)
@@ -78,7 +72,7 @@ def test_zca_matches_the_numpy_reference_and_test_uses_train_statistics(tmp_path
     src, train, test = make_extracted(tmp_path)
     out = tmp_path / "processed" / "cifar10"
     eps = 0.1
-    preprocess_dataset("cifar10", {"normalize": "zca", "gcn": False, "zca_epsilon": eps}, src, out)
+    preprocess_dataset("cifar10", {"transform": "zca", "gcn": False, "zca_epsilon": eps}, src, out)
     t = load_transform(out)
     mean, w = numpy_zca(train.reshape(len(train), -1).astype(np.float64), eps)
     np.testing.assert_allclose(t.mean, mean, rtol=0, atol=1e-4)
@@ -142,7 +136,7 @@ def test_gcn_then_zca_pipeline_and_saved_settings(tmp_path):
 def test_apply_saved_transform_reproduces_processed_arrays(tmp_path, method):
     src, _, test = make_extracted(tmp_path, name="imagefolder")
     out = tmp_path / "processed" / "imagefolder"
-    meta = preprocess_dataset("imagefolder", {"normalize": method, "zca_epsilon": 0.01}, src, out)
+    meta = preprocess_dataset("imagefolder", {"transform": method, "zca_epsilon": 0.01}, src, out)
     stored, labels = read_split(out, "test")
     again = apply_saved_transform(out, test)
     assert again.dtype == np.float32 and again.shape == test.shape
@@ -186,10 +180,10 @@ def test_svhn_default_is_scaling_to_unit_interval(tmp_path):
 
 def test_invalid_preprocess_params_fail_before_reading_anything(tmp_path):
     out = tmp_path / "processed"
-    with pytest.raises(DataParamError, match="allowed: normalize, gcn, gcn_scale, zca_epsilon"):
+    with pytest.raises(DataParamError, match="allowed: transform, gcn, gcn_scale, zca_epsilon"):
         preprocess_dataset("digits", {"normalise": "zca"}, tmp_path / "missing", out)
     with pytest.raises(DataParamError, match="one of zca, standardize, scale, none"):
-        preprocess_dataset("digits", {"normalize": "pca"}, tmp_path / "missing", out)
+        preprocess_dataset("digits", {"transform": "pca"}, tmp_path / "missing", out)
     with pytest.raises(DataParamError, match="unknown dataset"):
         preprocess_dataset("imagenet", {}, tmp_path / "missing", out)
     assert not out.exists()
@@ -200,8 +194,8 @@ def test_zca_rejected_for_large_images_before_fitting(tmp_path):
     big = rng.integers(0, 256, size=(2, 3, 72, 72), dtype=np.uint8)
     data = RawDataset(big, np.zeros(2, np.int64), big, np.zeros(2, np.int64), ["a"])
     write_extracted(tmp_path / "imagefolder", "imagefolder", data)
-    with pytest.raises(DataParamError, match="3x72x72 .* use normalize=standardize"):
-        preprocess_dataset("imagefolder", {"normalize": "zca"}, tmp_path / "imagefolder", tmp_path / "p")
+    with pytest.raises(DataParamError, match="3x72x72 .* use transform=standardize"):
+        preprocess_dataset("imagefolder", {"transform": "zca"}, tmp_path / "imagefolder", tmp_path / "p")
     assert not (tmp_path / "p").exists()
 
 
@@ -221,7 +215,7 @@ def test_failure_while_writing_leaves_no_partial_output(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Transform, "apply", apply_then_fail)
     with pytest.raises(OSError, match="simulated"):
-        preprocess_dataset("digits", {"normalize": "scale"}, src, out)
+        preprocess_dataset("digits", {"transform": "scale"}, src, out)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["digits"]
     assert read_meta(out)["preprocessing"]["method"] == "standardize"

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from lpa.augment import random_crop, random_flip
-from lpa.engine import DeviceData, NonFiniteLossError, lr_at, predict, train, train_step
+from lpa.errors import NonFiniteLossError
+from lpa.engine import DeviceData, lr_at, predict, train
 
 
 def toy_data(n=48, classes=10, seed=0) -> DeviceData:

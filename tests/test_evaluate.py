@@ -1,4 +1,4 @@
-"""lpa.evaluate on a hand-made case whose metrics are known by hand."""
+"""lpa.metrics on a hand-made case whose metrics are known by hand."""
 import csv
 import json
 import math
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lpa.files import write_json
-from lpa.evaluate import (classification_metrics, metrics_json, write_confusion_csv,
+from lpa.metrics import (classification_metrics, metrics_json, write_confusion_csv,
                           write_per_class_csv)
 
 # 8 images, 6 classes. Each row lists the classes from highest to lowest score.

@@ -27,7 +27,7 @@ def test_fixed_indices_depend_only_on_labels():
 
 
 def test_overlay_titles():
-    assert overlay_titles([0, 1], [0, 0], ["cat", "dog"]) == ["cat", "dog -> cat"]
+    assert overlay_titles([0, 1], [0, 0], ["cat", "dog"]) == ["true cat, pred cat", "true dog, pred cat (wrong)"]
 
 
 def _fake(n=16, size=32):

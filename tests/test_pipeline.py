@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
+from lpa.params import compose_params_yaml
 from tests.conftest import REPO, repo_snapshot, run_dvc, sh
 
 pytestmark = pytest.mark.slow
@@ -26,18 +29,26 @@ def exp_run(repo: Path, *overrides: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Path:
     repo = repo_snapshot(tmp_path_factory.mktemp("clone"))
-    exp_run(repo, *TINY)
+    out = exp_run(repo, *TINY)
+    # a fresh clone's first run prints its stages, not DVC's complaints about missing outputs
+    assert "WARNING" not in out.stdout + out.stderr, out.stderr
     return repo
+
+
+def record(repo: Path, trial: str) -> Path:
+    return repo / "reports/quick/runs" / trial
 
 
 def test_quick_suite_writes_every_output(repo: Path):
     for split in ("train", "test"):
         assert (repo / f"data/processed/digits/{split}_images.npy").exists()
     for run in ("digits-vgg", "digits-vgg-att2"):
-        rec = repo / "reports/runs" / run
-        assert (repo / "models" / run / "model.pt").exists()
+        trial = f"{run}-seed0"
+        rec = record(repo, trial)
+        assert (repo / "models/quick" / trial / "model.pt").exists()
         config = json.loads((rec / "config.json").read_text())
-        assert config["run"] == run and config["model"]["width"] == 0.125 and config["train"]["epochs"] == 2
+        assert config["run"] == run and config["trial"] == trial and config["seed"] == 0
+        assert config["model"]["width"] == 0.125 and config["train"]["epochs"] == 2
         logged = json.loads((rec / "train/metrics.json").read_text())
         assert logged["step"] == 1 and "loss" in logged["train"]
         assert len((rec / "train/plots/metrics/train/loss.tsv").read_text().splitlines()) == 3  # header + 2 epochs
@@ -49,32 +60,78 @@ def test_quick_suite_writes_every_output(repo: Path):
         assert numbers_only(metrics)
         assert (rec / "per_class.csv").read_text().splitlines()[0] == "class,accuracy"
         assert (rec / "confusion.csv").read_text().splitlines()[0] == "actual,predicted"
-        assert not (repo / "checkpoints" / run).exists()  # removed once the run completed
-    pngs = sorted(p.name for p in (repo / "reports/runs/digits-vgg-att2/attention").glob("*.png"))
+        assert not (repo / "checkpoints/quick" / trial).exists()  # removed once the run completed
+    attention = record(repo, "digits-vgg-att2-seed0") / "attention"
+    pngs = sorted(p.name for p in attention.glob("*.png"))
     assert pngs == ["level1.png", "level2.png"]
     for png in pngs:
-        assert (repo / "reports/runs/digits-vgg-att2/attention" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    results = (repo / "reports/results.md").read_text()
-    assert "digits-vgg-att2" in results and "(VGG-att2)-concat-pc" in results
-    summary = json.loads((repo / "reports/summary.json").read_text())
-    assert set(summary) >= {"digits-vgg", "digits-vgg-att2"}
+        assert (attention / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = (repo / "reports/quick/results.md").read_text()
+    assert "digits-vgg-att2-seed0" in results and "(VGG-att2)-concat-pc" in results
+    summary = json.loads((repo / "reports/quick/summary.json").read_text())
+    assert set(summary["trials"]) == {"digits-vgg-seed0", "digits-vgg-att2-seed0"}
+    assert summary["runs"]["digits-vgg"]["n"] == 1 and "ci95_low" not in summary["runs"]["digits-vgg"]["top1_error"]
+    assert (repo / "reports/quick/intervals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plots = run_dvc("plots", "show", "--json", cwd=repo).stdout
     assert "train/loss" in plots
 
 
 def test_attention_override_reruns_training_and_is_recorded(repo: Path):
-    before = json.loads((repo / "reports/runs/digits-vgg-att2/config.json").read_text())
+    before = json.loads((record(repo, "digits-vgg-att2-seed0") / "config.json").read_text())
     out = exp_run(repo, *TINY, "attention.compat=dp")
-    assert "Running stage 'train@digits-vgg-att2'" in out.stdout + out.stderr
-    after = json.loads((repo / "reports/runs/digits-vgg-att2/config.json").read_text())
+    assert "Running stage 'train@digits-vgg-att2-seed0'" in out.stdout + out.stderr
+    after = json.loads((record(repo, "digits-vgg-att2-seed0") / "config.json").read_text())
     assert before["attention"]["compat"] == "pc" and after["attention"]["compat"] == "dp"
-    assert "(VGG-att2)-concat-dp" in (repo / "reports/results.md").read_text()
+    assert "(VGG-att2)-concat-dp" in (repo / "reports/quick/results.md").read_text()
     names = run_dvc("exp", "list", "--name-only", cwd=repo).stdout.split()
     assert len(names) == 2, names
     shown = run_dvc("exp", "show", "--json", cwd=repo).stdout
     assert all(f'"{name}"' in shown for name in names)
     diff = json.loads(run_dvc("metrics", "diff", names[0], names[1], "--json", cwd=repo).stdout)
-    assert "reports/runs/digits-vgg-att2/metrics.json" in diff or "reports/summary.json" in diff
+    assert "reports/quick/runs/digits-vgg-att2-seed0/metrics.json" in diff or "reports/quick/summary.json" in diff
+
+
+def test_adding_a_seed_runs_only_the_new_seed_and_the_report(tmp_path: Path):
+    repo = repo_snapshot(tmp_path)
+    small = [*TINY, "train.epochs=1", "~runs.digits-vgg-att2"]
+    exp_run(repo, *small)
+    out = exp_run(repo, *small, "seeds=[0,1]")
+    log = out.stdout + out.stderr
+    ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
+    assert ran == {"train@digits-vgg-seed1", "evaluate@digits-vgg-seed1", "report"}, log
+    summary = json.loads((repo / "reports/quick/summary.json").read_text())
+    assert set(summary["trials"]) == {"digits-vgg-seed0", "digits-vgg-seed1"}
+    stats = summary["runs"]["digits-vgg"]
+    assert stats["n"] == 2 and stats["top1_error"]["ci95_low"] <= stats["top1_error"]["mean"] <= stats["top1_error"]["ci95_high"]
+
+
+def test_committed_baseline_diff_shows_the_change_per_trial(tmp_path: Path):
+    """The README's workflow: records committed as the baseline; an ablation; `dvc metrics diff`."""
+    repo = repo_snapshot(tmp_path)
+    small = [*TINY, "train.epochs=1", "~runs.digits-vgg"]
+    exp_run(repo, *small)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "quick baseline"], repo)
+    exp_run(repo, *small, "attention.compat=dp")
+    diff = json.loads(run_dvc("metrics", "diff", "--json", cwd=repo).stdout)
+    changed = diff["reports/quick/summary.json"]
+    key = "trials.digits-vgg-att2-seed0.top1_error"
+    assert key in changed and changed[key]["old"] != changed[key]["new"], changed
+
+
+def test_cifar_cpu_suite_plans_exactly_its_stages(tmp_path: Path):
+    repo = repo_snapshot(tmp_path)
+    (repo / "params.yaml").write_text(compose_params_yaml(["suite=cifar-cpu"], root=REPO))
+    out = run_dvc("repro", "--dry", "--force", cwd=repo).stdout
+    planned = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    runs = ["cifar10-cpu-vgg", "cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2", "cifar10-cpu-vgg-att2-dp",
+            "cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep"]
+    assert list(params["runs"]) == runs and params["seeds"] == [0, 1, 2]
+    one_seed = {"cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep"}  # their own seeds: [0]
+    trials = [f"{r}-seed{s}" for r in runs for s in ((0,) if r in one_seed else (0, 1, 2))]
+    assert planned == {"download@cifar10", "preprocess@cifar10", "report",
+                       *(f"train@{t}" for t in trials), *(f"evaluate@{t}" for t in trials)}
 
 
 def test_dry_run_on_default_params_lists_the_paper_suite(tmp_path: Path):
@@ -86,19 +143,16 @@ def test_dry_run_on_default_params_lists_the_paper_suite(tmp_path: Path):
     for dataset in ("cifar10", "cifar100", "svhn", "digits"):
         assert f"download@{dataset}" in out and f"preprocess@{dataset}" in out
     for run in runs:
-        assert f"'train@{run}'" in out and f"'evaluate@{run}'" in out
+        assert f"'train@{run}-seed0'" in out and f"'evaluate@{run}-seed0'" in out
     assert "'report'" in out
 
 
 def test_a_killed_training_stage_resumes_from_its_checkpoint(repo: Path):
     """kill -9 the train stage after its first checkpoint; running it again continues from there."""
-    import signal
-    import time
-
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["train"].update(epochs=4, checkpoint_every=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run, ckpt = "digits-vgg-att2", repo / "checkpoints/digits-vgg-att2/last.pt"
+    run, ckpt = "digits-vgg-att2-seed0", repo / "checkpoints/quick/digits-vgg-att2-seed0/last.pt"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen([sys.executable, "-m", "stages.train", run], cwd=repo, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -112,6 +166,6 @@ def test_a_killed_training_stage_resumes_from_its_checkpoint(repo: Path):
     assert "resuming from the checkpoint after epoch" in out
     resumed_at = int(out.split("resuming from the checkpoint after epoch ")[1].split()[0])
     assert 1 <= resumed_at < 4 and f"epoch {resumed_at}/4" not in out and "epoch 4/4" in out
-    log = (repo / "reports/runs" / run / "train/plots/metrics/train/loss.tsv").read_text().splitlines()
+    log = (record(repo, run) / "train/plots/metrics/train/loss.tsv").read_text().splitlines()
     assert len(log) == 1 + 4  # the epochs before the crash are replayed into the dvclive log
     assert not ckpt.exists()

@@ -1,11 +1,13 @@
-"""lpa.report: notation, reference data, results table, markdown and summary."""
+"""lpa.report and lpa.aggregate: notation, reference data, tables, seeds, comparisons, summary."""
+import json
 import math
 import re
 
 import pandas as pd
 import pytest
 
-from lpa.report import (COLUMNS, core_notation, family_notation, load_deviations,
+from lpa.aggregate import HOLDS, NOT_RESOLVED, ONE_SEED, comparisons, run_summary
+from lpa.report import (TRIAL_COLUMNS, core_notation, family_notation, load_deviations,
                         load_reference_numbers, paper_notation, render_results_md, results_table,
                         summary_json)
 
@@ -74,7 +76,7 @@ RUNS = [
 
 def test_results_table_columns_and_differences():
     t = results_table(RUNS, reference=REF)
-    assert list(t.columns) == list(COLUMNS)
+    assert list(t.columns) == list(TRIAL_COLUMNS)
     assert t["run"].tolist() == [r["run"] for r in RUNS]
     assert t["config"].tolist() == ["(VGG-att2)-concat-pc", "(VGG-att3)-concat-pc [width 0.25]",
                                     "(VGG-att2)-concat-pc", "VGG"]
@@ -105,19 +107,20 @@ def test_render_markdown_missing_cells_empty_never_nan():
     md = render_results_md(t, devs, extra_header="Commit abc123.")
     assert md.startswith("# ") and "Commit abc123." in md
     assert not re.search(r"\bnan\b", md, flags=re.IGNORECASE)
-    header = [c.strip() for c in md.splitlines()[md.splitlines().index("## Test error (%)") + 2]
+    header = [c.strip() for c in md.splitlines()[md.splitlines().index("## Test error per trial (%)") + 2]
               .strip().strip("|").split("|")]
-    assert header == list(COLUMNS)
-    row = dict(zip(COLUMNS, _md_row(md, "svhn-att2")))
+    columns = [c for c in TRIAL_COLUMNS if c != "run"]
+    assert header == columns
+    row = dict(zip(columns, _md_row(md, "svhn-att2")))
     assert row["top-1 error"] == "4.00" and row["paper"] == "" and row["difference"] == ""
-    row = dict(zip(COLUMNS, _md_row(md, "c10-att2")))
+    row = dict(zip(columns, _md_row(md, "c10-att2")))
     assert row["paper"] == "5.00" and row["difference"] == "+0.75"
-    row = dict(zip(COLUMNS, _md_row(md, "c100-att3-small")))
+    row = dict(zip(columns, _md_row(md, "c100-att3-small")))
     assert row["config"] == "(VGG-att3)-concat-pc [width 0.25]" and row["difference"] == "+7.00"
     # the deviations ledger is a second table; a '|' inside a cell is escaped
     assert "| ZCA " in md and "scikit-learn \\| numpy" in md
     # a dash instead of empty cells, on request
-    assert _md_row(render_results_md(t, devs, missing="—"), "svhn-att2")[COLUMNS.index("paper")] == "—"
+    assert _md_row(render_results_md(t, devs, missing="—"), "svhn-att2")[columns.index("paper")] == "—"
 
 
 def test_render_with_reference_and_empty_inputs():
@@ -127,11 +130,57 @@ def test_render_with_reference_and_empty_inputs():
 
 
 def test_summary_json_numbers_only_and_omits_missing():
-    s = summary_json(results_table(RUNS, reference=REF))
-    assert s["c10-att2"] == {"top1_error": 5.75, "top5_error": 0.5, "paper_top1_error": 5.0,
-                             "diff_vs_paper": 0.75}
-    assert s["svhn-att2"] == {"top1_error": 4.0, "top5_error": 1.0}
-    assert set(s) == {r["run"] for r in RUNS}
+    table = results_table(RUNS, reference=REF)
+    s = summary_json(table, run_summary(table))
+    assert s["trials"]["c10-att2"] == {"top1_error": 5.75, "top5_error": 0.5}
+    assert s["runs"]["c10-att2"] == {"n": 1, "top1_error": {"mean": 5.75}, "top5_error": {"mean": 0.5},
+                                     "paper_top1_error": 5.0, "diff_vs_paper": 0.75}  # one seed: no interval
+    assert s["runs"]["svhn-att2"] == {"n": 1, "top1_error": {"mean": 4.0}, "top5_error": {"mean": 1.0}}
+    assert set(s["trials"]) == {r["run"] for r in RUNS}
+
+
+def seeded(run_name, model, attention, errors, dataset="cifar10", **model_opts):
+    return [{**run(run_name, dataset, model, attention, e, e / 10, **model_opts), "trial": f"{run_name}-seed{k}",
+             "seed": k} for k, e in enumerate(errors)]
+
+
+def test_seeds_are_summarised_with_t_intervals_and_the_paper_comparisons():
+    dp = {**ATT, "compat": "dp"}
+    indep = {**ATT, "g_mode": "indep", "indep_combine": "sum_logits"}
+    trials = (seeded("att2", "vgg-att2", ATT, [5.0, 6.0, 7.0]) + seeded("vgg", "vgg", None, [8.0, 9.0, 10.0])
+              + seeded("att2-dp", "vgg-att2", dp, [6.0, 6.0, 6.0]) + seeded("att2-indep", "vgg-att2", indep, [5.5])
+              + seeded("att2-wide", "vgg-att2", ATT, [1.0, 2.0], width=2.0))  # another width: compared with nothing
+    table = results_table(trials, reference=REF)
+    runs = run_summary(table)
+    att2 = runs.set_index("run").loc["att2"]
+    # [5, 6, 7]: mean 6, sd 1, t(0.975, 2) = 4.302653 -> 6 +- 4.302653 / sqrt(3)
+    assert att2["n"] == 3 and att2["top1_mean"] == pytest.approx(6.0) and att2["top1_std"] == pytest.approx(1.0)
+    assert att2["top1_ci95"] == pytest.approx([6 - 2.484138, 6 + 2.484138], abs=1e-5)
+    assert att2["paper"] == 5.0 and att2["paper_in_ci95"] is True
+    assert runs.set_index("run").loc["att2-indep", "top1_ci95"] is None  # one seed: no interval
+
+    configs = {r["run"]: r["config"] for r in trials}
+    comps = comparisons(table, configs).set_index(["first", "second"])
+    assert set(comps.index) == {("att2", "vgg"), ("att2-dp", "vgg"), ("att2-indep", "vgg"), ("att2", "att2-dp"),
+                                ("att2", "att2-indep")}
+    vs_vgg = comps.loc[("att2", "vgg")]
+    # Welch, equal variances and sizes: diff -3, se sqrt(2/3), df 4, t 2.776445
+    assert vs_vgg["kind"] == "attention vs baseline" and vs_vgg["diff"] == pytest.approx(-3.0)
+    assert vs_vgg["ci95"] == pytest.approx([-3 - 2.776445 * (2 / 3) ** 0.5, -3 + 2.776445 * (2 / 3) ** 0.5], abs=1e-5)
+    assert vs_vgg["verdict"] == HOLDS
+    assert comps.loc[("att2", "att2-dp"), "kind"] == "pc vs dp"
+    assert comps.loc[("att2", "att2-dp"), "verdict"] == NOT_RESOLVED  # [-2.48, 2.48]: includes 0
+    assert comps.loc[("att2", "att2-indep"), "verdict"] == ONE_SEED
+    assert math.isnan(comps.loc[("att2", "vgg"), "paper_diff"])  # no paper VGG number in REF for cifar10
+
+    s = summary_json(table, runs, comparisons(table, configs))
+    assert s["comparisons"]["att2 vs vgg"]["top1_diff"] == -3.0 and "ci95_low" in s["comparisons"]["att2 vs vgg"]
+    assert "ci95_low" not in s["comparisons"]["att2 vs att2-indep"]
+    assert s["runs"]["att2"]["paper_in_ci95"] == 1
+    json.dumps(s, allow_nan=False)
+    md = render_results_md(table, [], runs=runs, comparisons=comparisons(table, configs))
+    assert "## Mean over seeds (%)" in md and "6.00 ± 1.00" in md and "— (one seed)" in md
+    assert "## The paper's comparisons" in md and "holds" in md and not re.search(r"\bnan\b", md)
 
 
 def test_shipped_reference_numbers():

@@ -12,6 +12,7 @@ at the end (`write_dataset_dir`), so a failure never leaves a half-written datas
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -20,11 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from lpa.data.types import RawDataset
+from lpa.errors import DamagedFileError
 from lpa.files import atomic_path
 
 SPLITS = ("train", "test")
 META_FILE = "meta.json"
 TRANSFORM_FILE = "transform.npz"
+META_KEYS = ("dataset", "classes", "num_classes", "image_shape", "dtype", "splits")
+# which stage writes a dataset directory, by the name of its parent folder (docs/contracts.md)
+WRITERS = {"extracted": "download", "processed": "preprocess"}
 
 
 def images_file(split: str) -> str:
@@ -40,38 +45,138 @@ def _check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r}; allowed: {', '.join(SPLITS)}")
 
 
+def redo_advice(directory: str | os.PathLike) -> str:
+    """What to do about a damaged file in a dataset directory: re-run the stage that writes it
+    (data/extracted/<ds> is download@<ds>'s output, data/processed/<ds> preprocess@<ds>'s)."""
+    directory = Path(directory)
+    stage = WRITERS.get(directory.parent.name)
+    if stage is None:
+        return (f"re-run the stage that writes {directory} "
+                f"(`dvc repro -f download@<dataset>` or `dvc repro -f preprocess@<dataset>`)")
+    return f"re-run `dvc repro -f {stage}@{directory.name}`"
+
+
+def _reason(err: BaseException, limit: int = 160) -> str:
+    """An exception as a short one-line reason for a message."""
+    text = " ".join(str(err).split()).split(" (file seems")[0]  # numpy's guess; we say it ourselves
+    return f"{type(err).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}" if text else type(err).__name__
+
+
+def _load_array(path: Path, mmap: bool) -> np.ndarray:
+    """One .npy array; DamagedFileError (naming the file and the stage to re-run) if it is
+    truncated, overwritten or not a plain .npy array."""
+    try:
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except (ValueError, EOFError, OSError) as err:
+        text, reason = str(err), _reason(err)
+        if isinstance(err, EOFError) or text.startswith(("EOF", "Failed to read all data", "mmap length")):
+            what = "is truncated"
+        elif isinstance(err, ValueError):
+            what = "is not a .npy array"
+            if "pickled" in text:  # numpy's hint to load it unpickled is no advice for a damaged file
+                reason = "it does not start with a .npy header: overwritten?"
+        else:
+            what = "cannot be read"
+        raise DamagedFileError(f"{path} {what} ({reason}); {redo_advice(path.parent)}") from None
+    if not isinstance(array, np.ndarray):  # np.load returns an NpzFile for a .npz archive
+        if hasattr(array, "close"):
+            array.close()
+        raise DamagedFileError(f"{path} is not a .npy array (it is a {type(array).__name__}); "
+                               f"{redo_advice(path.parent)}")
+    return array
+
+
 def read_split(directory: str | os.PathLike, split: str, mmap: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(images, labels) of `split` ('train' or 'test') from a dataset directory.
 
     images: N x 3 x H x W (uint8 in data/extracted, float16 in data/processed); labels: int64.
-    `mmap=True` memory-maps the images instead of reading them (read-only).
+    `mmap=True` memory-maps the images instead of reading them (read-only). A truncated or
+    overwritten array, or arrays that disagree with each other or with meta.json, raise
+    DamagedFileError naming the file and the stage to re-run.
     """
     _check_split(split)
     directory = Path(directory)
     paths = (directory / images_file(split), directory / labels_file(split))
     for path in paths:
         if not path.is_file():
-            raise FileNotFoundError(
-                f"{path} not found; run the stage that writes {directory} "
-                f"(dvc repro download@<dataset> / preprocess@<dataset>)"
-            )
-    images = np.load(paths[0], mmap_mode="r" if mmap else None, allow_pickle=False)
-    labels = np.load(paths[1], allow_pickle=False)
-    if images.ndim != 4 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"{directory}: {split} images {images.shape} and labels {labels.shape} do not match "
-            f"(expected N x C x H x W and N)"
-        )
+            raise FileNotFoundError(f"{path} not found; {redo_advice(directory)}")
+    meta = read_meta(directory) if (directory / META_FILE).exists() else None
+    images = _load_array(paths[0], mmap)
+    labels = _load_array(paths[1], False)
+    redo = redo_advice(directory)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DamagedFileError(f"{paths[0]} holds a {images.dtype} array of shape {images.shape}, "
+                               f"not N x C x H x W images; {redo}")
+    if labels.ndim != 1 or labels.dtype != np.int64:
+        raise DamagedFileError(f"{paths[1]} holds a {labels.dtype} array of shape {labels.shape}, "
+                               f"not N int64 labels; {redo}")
+    if images.shape[0] != labels.shape[0]:
+        raise DamagedFileError(f"{paths[0]} has {images.shape[0]} images but {paths[1]} has "
+                               f"{labels.shape[0]} labels; {redo}")
+    if meta is not None:
+        meta_path = directory / META_FILE
+        expected = (meta["splits"][split], *meta["image_shape"])
+        if tuple(images.shape) != expected or images.dtype != np.dtype(meta["dtype"]):
+            raise DamagedFileError(
+                f"{paths[0]} holds {images.dtype} {' x '.join(map(str, images.shape))} but {meta_path} says "
+                f"{meta['dtype']} {' x '.join(map(str, expected))}; {redo}")
+        k = meta["num_classes"]
+        if labels.shape[0] != meta["splits"][split] or (labels.size and (labels.min() < 0 or labels.max() >= k)):
+            raise DamagedFileError(f"{paths[1]} does not match {meta_path} ({labels.shape[0]} labels, "
+                                   f"expected {meta['splits'][split]} in 0..{k - 1}); {redo}")
     return images, labels
 
 
+def _meta_problem(meta: object) -> str | None:
+    """What is wrong with a parsed meta.json, or None."""
+    if not isinstance(meta, dict):
+        return f"holds a JSON {type(meta).__name__}, not an object"
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    shape, splits, k, classes = meta["image_shape"], meta["splits"], meta["num_classes"], meta["classes"]
+
+    def count(v: object) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+    if not (isinstance(shape, list) and len(shape) == 3 and all(count(v) and v > 0 for v in shape)):
+        return f"has image_shape {shape!r}, expected [C, H, W]"
+    try:
+        if not isinstance(meta["dtype"], str):
+            raise TypeError
+        np.dtype(meta["dtype"])
+    except TypeError:
+        return f"has dtype {meta['dtype']!r}, expected uint8 or float16"
+    if not (isinstance(splits, dict) and all(count(splits.get(s)) for s in SPLITS)):
+        return f"has splits {splits!r}, expected image counts for {' and '.join(SPLITS)}"
+    if not (count(k) and k > 0 and isinstance(classes, list) and len(classes) == k):
+        return f"has num_classes {k!r} and {len(classes) if isinstance(classes, list) else 'no list of'} classes"
+    if not isinstance(meta.get("source", {}), dict):
+        return "has a source that is not an object"
+    return None
+
+
 def read_meta(directory: str | os.PathLike) -> dict:
-    """meta.json of a dataset directory as a dict."""
+    """meta.json of a dataset directory as a dict (checked: DamagedFileError if it is not JSON
+    or lacks what the readers need, naming the file and the stage to re-run)."""
     path = Path(directory) / META_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; run the stage that writes {Path(directory)}")
-    with open(path) as f:
-        return json.load(f)
+        raise FileNotFoundError(f"{path} not found; {redo_advice(directory)}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except json.JSONDecodeError as err:
+        raise DamagedFileError(f"{path} is not valid JSON ({err.msg}, line {err.lineno}); "
+                               f"{redo_advice(directory)}") from None
+    except (UnicodeDecodeError, OSError) as err:
+        raise DamagedFileError(f"{path} cannot be read as JSON text ({_reason(err)}); "
+                               f"{redo_advice(directory)}") from None
+    problem = _meta_problem(meta)
+    if problem:
+        raise DamagedFileError(f"{path} {problem}; {redo_advice(directory)}")
+    return meta
 
 
 def check_arrays(images: np.ndarray, labels: np.ndarray, num_classes: int, where: str) -> None:
@@ -135,8 +240,6 @@ def write_extracted(out_dir: str | os.PathLike, name: str, data: RawDataset) -> 
 def fingerprint(directory: str | os.PathLike) -> str:
     """SHA-256 of a dataset directory's meta.json and transform.npz (if any): changes whenever the
     data or its preprocessing does, cheaply (the arrays themselves are not read)."""
-    import hashlib
-
     digest = hashlib.sha256()
     for name in (META_FILE, TRANSFORM_FILE):
         path = Path(directory) / name

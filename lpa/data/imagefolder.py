@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+import tarfile
 import tempfile
+import zipfile
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from lpa.data.arrays import SPLITS
 from lpa.data.errors import DatasetFormatError
@@ -26,6 +31,10 @@ from lpa.data.types import RawDataset
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 CHUNK = 1000           # files per worker task
+# what Pillow raises for a truncated, corrupt or unknown image file (UnidentifiedImageError is an
+# OSError; some plugins raise SyntaxError or struct.error on malformed headers)
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error,
+                Image.DecompressionBombError)
 PARALLEL_MIN = 4000    # fewer files than this: read in this process (pool start-up is not free)
 
 
@@ -83,8 +92,6 @@ def scan_imagefolder(root: str | os.PathLike) -> tuple[list[str], dict[str, list
 
 
 def _read_chunk(paths: list[str], size: int) -> np.ndarray:
-    from PIL import Image
-
     out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     for i, path in enumerate(paths):
         try:
@@ -93,8 +100,10 @@ def _read_chunk(paths: list[str], size: int) -> np.ndarray:
                 if img.size != (size, size):
                     img = img.resize((size, size), Image.Resampling.BILINEAR)
                 out[i] = np.asarray(img)
-        except Exception as err:  # PIL raises OSError, UnidentifiedImageError, SyntaxError, ...
-            raise DatasetFormatError(f"cannot read image {path}: {type(err).__name__}: {err}") from None
+        except IMAGE_ERRORS as err:
+            first = (str(err).strip().splitlines() or [""])[0][:100]
+            raise DatasetFormatError(f"cannot read image {path} ({type(err).__name__}: {first}); "
+                                     f"replace or remove that file") from None
     return out
 
 
@@ -143,13 +152,17 @@ def load_imagefolder(root: str | os.PathLike, image_size: int = 32, workers: int
     """Read ROOT (a folder, or an archive of one) into a RawDataset."""
     root = Path(root)
     if _is_archive(root):
+        # local: torchvision costs ~2-4 s to import (measured); only this archive/download step needs it
         from torchvision.datasets.utils import extract_archive
 
         with tempfile.TemporaryDirectory(prefix="lpa-imagefolder-") as tmp:
             try:
                 extract_archive(os.fspath(root), tmp)
-            except Exception as err:
-                raise DatasetFormatError(f"cannot extract {root}: {type(err).__name__}: {err}") from None
+            except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError, RuntimeError,
+                    ValueError) as err:
+                first = (str(err).strip().splitlines() or [""])[0][:100]
+                raise DatasetFormatError(f"cannot extract {root} ({type(err).__name__}: {first}); "
+                                         f"replace it with a good archive or point the root at a folder") from None
             data = load_imagefolder(_find_root(Path(tmp), root), image_size, workers)
         data.source["root"] = os.fspath(root)
         data.source["archive"] = True

@@ -15,9 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from lpa.data import arrays
+from lpa.data.cifar import check_cifar_classes, load_cifar_archive
+from lpa.data.digits import load_digits_dataset
 from lpa.data.errors import DataParamError, DatasetFormatError
+from lpa.data.fetch import ensure_file
+from lpa.data.imagefolder import load_imagefolder
 from lpa.data.params import check_zca_feasible, validate_download_params, validate_preprocess_params
 from lpa.data.sources import REMOTE_FILES, RemoteFile
+from lpa.data.svhn import CLASSES as SVHN_CLASSES, load_svhn_mat
+from lpa.data.transforms import fit_transform
 from lpa.data.types import RawDataset
 
 EXTRACTED_DIR = Path("data/extracted")
@@ -34,6 +40,8 @@ def needed_files(name: str, params: Mapping, files: Mapping[str, RemoteFile] | N
         remote.update(files)
     if name == "svhn" and not params["use_extra"]:
         remote.pop("extra")
+    if name in ("cifar10", "cifar100") and params["source"] != "official":
+        remote.clear()  # read from image files instead of the official archive
     return remote
 
 
@@ -58,22 +66,20 @@ def load_raw_dataset(
     `files` replaces official files by role (tests pass fixture archives with their own MD5s);
     the code path is the same.
     """
-    from lpa.data.fetch import ensure_file
-
     params = validate_download_params(name, params)
     raw_dir = Path(raw_dir)
     remote = needed_files(name, params, files)
     # every file is verified (or fetched) before any parsing starts
     paths = {role: ensure_file(r, raw_dir) for role, r in remote.items()}
 
-    if name in ("cifar10", "cifar100"):
-        from lpa.data.cifar import load_cifar_archive
-
+    if name in ("cifar10", "cifar100") and params["source"] == "imagefolder":
+        data = load_imagefolder(params["imagefolder_root"], 32, workers=workers)
+        check_cifar_classes(data.classes, name, params["imagefolder_root"])
+        data.source["kind"] = f"{name} as image files (not the official archive)"
+    elif name in ("cifar10", "cifar100"):
         data = load_cifar_archive(paths["archive"], name)
         data.source = _source(remote, raw_dir)
     elif name == "svhn":
-        from lpa.data.svhn import CLASSES, load_svhn_mat
-
         train_x, train_y = load_svhn_mat(paths["train"])
         if "extra" in paths:
             extra_x, extra_y = load_svhn_mat(paths["extra"])
@@ -81,16 +87,12 @@ def load_raw_dataset(
             train_y = np.concatenate([train_y, extra_y])
             del extra_x, extra_y
         test_x, test_y = load_svhn_mat(paths["test"])
-        data = RawDataset(train_x, train_y, test_x, test_y, list(CLASSES),
+        data = RawDataset(train_x, train_y, test_x, test_y, list(SVHN_CLASSES),
                           source={**_source(remote, raw_dir), "use_extra": params["use_extra"],
                                   "labels": "digit value (the files' label 10 is digit 0)"})
     elif name == "digits":
-        from lpa.data.digits import load_digits_dataset
-
         data = load_digits_dataset(params["image_size"], params["test_fraction"], params["split_seed"])
     elif name == "imagefolder":
-        from lpa.data.imagefolder import load_imagefolder
-
         data = load_imagefolder(params["root"], params["image_size"], workers=workers)
     else:  # pragma: no cover - validate_download_params rejects unknown names
         raise DataParamError(f"unknown dataset {name!r}")
@@ -125,8 +127,6 @@ def preprocess_dataset(
 
     Images float16 N x C x H x W, labels int64, transform.npz (the fitted transform), meta.json.
     """
-    from lpa.data.transforms import fit_transform
-
     params = validate_preprocess_params(name, params)
     in_dir = Path(in_dir) if in_dir is not None else EXTRACTED_DIR / name
     out_dir = Path(out_dir) if out_dir is not None else PROCESSED_DIR / name
@@ -134,11 +134,11 @@ def preprocess_dataset(
     if meta_in.get("dataset") != name:
         raise DatasetFormatError(f"{in_dir}/meta.json is for dataset {meta_in.get('dataset')!r}, not {name!r}")
     shape = meta_in["image_shape"]
-    if params["normalize"] == "zca":
+    if params["transform"] == "zca":
         check_zca_feasible(shape, f"data.{name}.preprocess")
     train_images, _ = arrays.read_split(in_dir, "train", mmap=True)
 
-    transform = fit_transform(train_images, params["normalize"], gcn=params["gcn"],
+    transform = fit_transform(train_images, params["transform"], gcn=params["gcn"],
                               gcn_scale=params["gcn_scale"], zca_epsilon=params["zca_epsilon"])
 
     def fill(tmp: Path) -> dict:

@@ -5,7 +5,7 @@ Pipeline, on uint8 pixel values taken as floats in 0..255::
     [gcn]        per image: subtract its mean, scale to L2 norm `gcn_scale` (pylearn2
                  global_contrast_normalize with subtract_mean=True, use_std=False, sqrt_bias=0;
                  images with a norm below 1e-8 are left unscaled)
-    normalize:
+    transform:
       zca          x -> (x - mean) @ W,  W = U diag(1 / sqrt(S + eps)) U^T, where U, S are the
                    eigenvectors / eigenvalues of the training covariance, from scikit-learn's PCA
                    (svd_solver="covariance_eigh": one d x d covariance and eigh, no n x d SVD)
@@ -21,13 +21,16 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lpa.data.arrays import TRANSFORM_FILE, redo_advice
 from lpa.data.errors import DataError, DataParamError
-from lpa.data.params import NORMALIZE_METHODS
+from lpa.data.params import TRANSFORMS
+from lpa.errors import DamagedFileError
 
 FORMAT_VERSION = 1
 CHUNK = 2048               # images per block when fitting/applying (bounds temporary memory)
@@ -50,6 +53,7 @@ def fit_zca(x: np.ndarray, epsilon: float) -> tuple[np.ndarray, np.ndarray, np.n
     The eigenvalues are sklearn's explained_variance_ (covariance with n - 1). With n < d the
     PCA keeps n components and W is zero on the directions the training data never spans.
     """
+    # local: scikit-learn costs ~1.5 s to import (measured); only a ZCA fit needs it
     from sklearn.decomposition import PCA
 
     n, d = x.shape
@@ -76,8 +80,8 @@ class Transform:
     info: dict = field(default_factory=dict)  # fit diagnostics for meta.json (not saved in the npz)
 
     def __post_init__(self) -> None:
-        if self.method not in NORMALIZE_METHODS:
-            raise DataParamError(f"unknown normalize method {self.method!r}; allowed: {', '.join(NORMALIZE_METHODS)}")
+        if self.method not in TRANSFORMS:
+            raise DataParamError(f"unknown transform {self.method!r}; allowed: {', '.join(TRANSFORMS)}")
         self.image_shape = tuple(int(s) for s in self.image_shape)
 
     # -- applying -----------------------------------------------------------------------------
@@ -167,20 +171,68 @@ class Transform:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Transform:
-        with np.load(path, allow_pickle=False) as z:
-            version = int(z["format_version"])
-            if version != FORMAT_VERSION:
-                raise ValueError(f"{path}: transform format {version}, this code reads {FORMAT_VERSION}")
-            return cls(
-                method=str(z["method"]),
-                image_shape=tuple(int(v) for v in z["image_shape"]),
-                gcn=bool(z["gcn"]),
-                gcn_scale=float(z["gcn_scale"]),
-                zca_epsilon=float(z["zca_epsilon"]) if "zca_epsilon" in z else None,
-                mean=z["mean"] if "mean" in z else None,
-                std=z["std"] if "std" in z else None,
-                matrix=z["matrix"] if "matrix" in z else None,
-            )
+        """The transform saved by `save`; DamagedFileError (naming the file and the stage to
+        re-run) if it is truncated, overwritten, of another format or inconsistent."""
+        path = Path(path)
+        redo = redo_advice(path.parent)
+        try:
+            z = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
+            raise DamagedFileError(f"{path} is truncated or not a .npz archive ({type(err).__name__}); {redo}") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise DamagedFileError(f"{path} is not a .npz archive (it holds a single array); {redo}")
+        try:
+            with z:
+                saved = {key: z[key] for key in z.files}
+        except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
+            raise DamagedFileError(f"{path} has a damaged entry ({type(err).__name__}: "
+                                   f"{' '.join(str(err).split())[:100]}); {redo}") from None
+        fields = _transform_fields(saved)
+        if isinstance(fields, str):
+            raise DamagedFileError(f"{path} {fields}; {redo}")
+        return cls(**fields)
+
+
+def _scalar(saved: dict, key: str, kinds: str):
+    """saved[key] as a Python scalar if it is a 0-d array of a dtype kind in `kinds`, else None."""
+    value = saved.get(key)
+    if not isinstance(value, np.ndarray) or value.shape != () or value.dtype.kind not in kinds:
+        return None
+    return value.item()
+
+
+def _transform_fields(saved: dict) -> dict | str:
+    """Transform(**fields) from the arrays of a transform.npz, or what is wrong with them."""
+    missing = [k for k in ("format_version", "method", "image_shape", "gcn", "gcn_scale") if k not in saved]
+    if missing:
+        return f"lacks {', '.join(missing)} (not a transform written by preprocess)"
+    version = _scalar(saved, "format_version", "iu")
+    if version != FORMAT_VERSION:
+        return f"is transform format {version}, this code reads {FORMAT_VERSION}"
+    method = _scalar(saved, "method", "U")
+    if method not in TRANSFORMS:
+        return f"has method {method!r}; allowed: {', '.join(TRANSFORMS)}"
+    shape = saved["image_shape"]
+    if shape.shape != (3,) or shape.dtype.kind not in "iu" or np.any(shape <= 0):
+        return f"has image_shape {shape.tolist()!r}, expected [C, H, W]"
+    shape = tuple(int(v) for v in shape)
+    gcn, gcn_scale = _scalar(saved, "gcn", "b"), _scalar(saved, "gcn_scale", "f")
+    if gcn is None or gcn_scale is None:
+        return "has a gcn or gcn_scale that is not a scalar"
+    d, c = int(np.prod(shape)), shape[0]
+    needed = {"zca": {"mean": (d,), "matrix": (d, d)}, "standardize": {"mean": (c,), "std": (c,)}}.get(method, {})
+    for key, want in needed.items():
+        value = saved.get(key)
+        if value is None or value.shape != want or value.dtype.kind != "f" or not np.all(np.isfinite(value)):
+            got = "nothing" if value is None else f"{value.dtype} {value.shape}"
+            return f"has {key} {got}, expected finite floats of shape {want} for {method}"
+    zca_epsilon = _scalar(saved, "zca_epsilon", "f")
+    if method == "zca" and zca_epsilon is None:
+        return "lacks zca_epsilon"
+    return {"method": method, "image_shape": shape, "gcn": bool(gcn), "gcn_scale": float(gcn_scale),
+            "zca_epsilon": zca_epsilon, **{k: saved[k] for k in ("mean", "std", "matrix") if k in saved}}
 
 
 def fit_transform(
@@ -193,8 +245,8 @@ def fit_transform(
     chunk_size: int = CHUNK,
 ) -> Transform:
     """Fit `method` on uint8 N x C x H x W training images (memory-mapped input is fine)."""
-    if method not in NORMALIZE_METHODS:
-        raise DataParamError(f"normalize={method!r} is not allowed; choose one of {', '.join(NORMALIZE_METHODS)}")
+    if method not in TRANSFORMS:
+        raise DataParamError(f"transform={method!r} is not allowed; choose one of {', '.join(TRANSFORMS)}")
     if train_images.ndim != 4 or train_images.shape[0] == 0:
         raise ValueError(f"need N x C x H x W training images, got shape {train_images.shape}")
     shape = tuple(int(s) for s in train_images.shape[1:])
@@ -237,24 +289,22 @@ def fit_transform(
 
 
 def transform_path(directory: str | os.PathLike) -> Path:
-    from lpa.data.arrays import TRANSFORM_FILE
-
     path = Path(directory)
     return path if path.suffix == ".npz" else path / TRANSFORM_FILE
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int, size: int) -> Transform:
-    return Transform.load(path)
+def _load_cached(resolved: str, mtime_ns: int, size: int, path: str) -> Transform:
+    return Transform.load(path)  # `path` as the caller spelled it: error messages name it so
 
 
 def load_transform(directory: str | os.PathLike) -> Transform:
     """The Transform saved in a processed dataset directory (or a transform.npz path)."""
     path = transform_path(directory)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; run preprocess@<dataset> first")
+        raise FileNotFoundError(f"{path} not found; {redo_advice(path.parent)}")
     st = path.stat()
-    return _load_cached(os.fspath(path.resolve()), st.st_mtime_ns, st.st_size)
+    return _load_cached(os.fspath(path.resolve()), st.st_mtime_ns, st.st_size, os.fspath(path))
 
 
 def apply_saved_transform(directory: str | os.PathLike, images_uint8: np.ndarray) -> np.ndarray:

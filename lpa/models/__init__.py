@@ -12,138 +12,41 @@ the table of every model. See docs/models.md.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from .attention import BRANCH_GRADS, COMPATS, G_MODES, INDEP_COMBINES, NORMALIZES, PROJECTS
-from .init import BN_INITS, COMPAT_INITS, init_weights
-from .ran import ATTENTION_LEARNINGS, MODULE_LAYOUTS, ResidualAttentionNet
-from .resnet import G_HEADS, ResNet164, ResNetAttention
+from lpa.model_options import (ATTENTION_SETTINGS, MODEL_NAMES, MODEL_SETTINGS, MODELS, OPTION_DEFAULTS,
+                               OPTION_SETTINGS, accepted_options, model_spec, options_of, resolve_options)
+
+from .init import init_weights
+from .ran import ResidualAttentionNet
+from .resnet import ResNet164, ResNetAttention
 from .vgg_att import VGG, VGGGAP, VGGPAN, VGGAttention
 
-__all__ = ["MODEL_NAMES", "OPTION_DEFAULTS", "accepted_options", "build_model", "count_flops",
-           "count_params", "describe", "model_summary", "probe", "resolve_options"]
+__all__ = ["ATTENTION_SETTINGS", "MODEL_NAMES", "MODEL_SETTINGS", "MODELS", "OPTION_DEFAULTS", "OPTION_SETTINGS",
+           "accepted_options", "build_model", "count_flops", "count_params", "describe", "model_spec",
+           "model_summary", "options_of", "probe", "resolve_options"]
 
-MIN_INPUT_SIZE = 32
-
-
-# ----------------------------------------------------------------------------- options
-
-@dataclass(frozen=True)
-class _Option:
-    default: Any
-    choices: tuple | None = None   # allowed values, or None for a custom check
-    kind: str = "choice"           # choice | bool | width | size
-
-    def check(self, name: str, value: Any) -> Any:
-        if self.kind == "choice":
-            if not isinstance(value, str) or value not in self.choices:
-                raise ValueError(f"option {name}={value!r} is not allowed; choose one of: {', '.join(self.choices)}")
-            return value
-        if self.kind == "bool":
-            if not isinstance(value, bool):
-                raise ValueError(f"option {name}={value!r} must be a boolean: true or false")
-            return value
-        if self.kind == "width":
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 16:
-                raise ValueError(f"option {name}={value!r} must be a number in (0, 16] (channel multiplier)")
-            return float(value)
-        if self.kind == "size":
-            if isinstance(value, bool) or not isinstance(value, int) or value < MIN_INPUT_SIZE:
-                raise ValueError(f"option {name}={value!r} must be an integer >= {MIN_INPUT_SIZE} "
-                                 "(input height = width in pixels)")
-            return value
-        raise AssertionError(self.kind)
-
-
-_OPTIONS: dict[str, _Option] = {
-    "compat": _Option("pc", COMPATS),
-    "g_mode": _Option("concat", G_MODES),
-    "indep_combine": _Option("sum_logits", INDEP_COMBINES),
-    "normalize": _Option("softmax", NORMALIZES),
-    "project": _Option("g_down", PROJECTS),
-    "branch_grad": _Option("sum", BRANCH_GRADS),
-    "g_head": _Option("conv", G_HEADS),
-    "attention_learning": _Option("arl", ATTENTION_LEARNINGS),
-    "module_layout": _Option("uniform", MODULE_LAYOUTS),
-    "dropout": _Option(True, kind="bool"),
-    "width": _Option(1.0, kind="width"),
-    "input_size": _Option(32, kind="size"),
-    "bn_init": _Option("one", BN_INITS),
-    "compat_init": _Option("official", COMPAT_INITS),
+# name -> the factory that builds it (its options and summary: lpa.model_options.MODELS)
+_FACTORIES: dict[str, Callable[..., nn.Module]] = {
+    "vgg": VGG,
+    "vgg-gap": VGGGAP,
+    "vgg-pan": VGGPAN,
+    "vgg-att1": partial(VGGAttention, levels=(3,)),
+    "vgg-att2": partial(VGGAttention, levels=(2, 3)),
+    "vgg-att3": partial(VGGAttention, levels=(1, 2, 3)),
+    "resnet164": ResNet164,
+    "resnet164-att1": partial(ResNetAttention, levels=(3,)),
+    "resnet164-att2": partial(ResNetAttention, levels=(2, 3)),
+    "resnet164-att3": partial(ResNetAttention, levels=(1, 2, 3)),
+    "ran56": partial(ResidualAttentionNet, depth=56),
+    "ran92": partial(ResidualAttentionNet, depth=92),
 }
-OPTION_DEFAULTS: dict[str, Any] = {k: o.default for k, o in _OPTIONS.items()}
-
-_COMMON = frozenset({"width", "input_size", "bn_init"})
-_LTPA = frozenset({"compat", "g_mode", "indep_combine", "normalize", "project", "branch_grad", "dropout",
-                   "compat_init"})
-_RAN = frozenset({"attention_learning", "module_layout"})
-
-
-@dataclass(frozen=True)
-class _Entry:
-    factory: Callable[..., nn.Module]
-    options: frozenset
-    summary: str
-
-
-_REGISTRY: dict[str, _Entry] = {
-    "vgg": _Entry(VGG, _COMMON | {"dropout"},
-                  "cifar.torch VGG-16-BN + dropout, 5 max-pools, FC-BN-FC classifier"),
-    "vgg-gap": _Entry(VGGGAP, _COMMON | {"dropout"},
-                      "attention backbone to conv13 (8x8), global average pool, Linear; map = CAM"),
-    "vgg-pan": _Entry(VGGPAN, _COMMON | {"dropout"},
-                      "progressive attention: sigmoid gates after conv10 and conv13, gated maps passed on"),
-    "vgg-att1": _Entry(partial(VGGAttention, levels=(3,)), _COMMON | _LTPA,
-                       "LTPA VGG, attention at L3 (conv13)"),
-    "vgg-att2": _Entry(partial(VGGAttention, levels=(2, 3)), _COMMON | _LTPA,
-                       "LTPA VGG, attention at L2, L3 (conv10, conv13)"),
-    "vgg-att3": _Entry(partial(VGGAttention, levels=(1, 2, 3)), _COMMON | _LTPA,
-                       "LTPA VGG, attention at L1, L2, L3 (conv7, conv10, conv13)"),
-    "resnet164": _Entry(ResNet164, _COMMON,
-                        "pre-activation bottleneck ResNet-164 (18 units x 3 stages)"),
-    "resnet164-att1": _Entry(partial(ResNetAttention, levels=(3,)), _COMMON | _LTPA | {"g_head"},
-                             "LTPA ResNet-164, attention at stage 3"),
-    "resnet164-att2": _Entry(partial(ResNetAttention, levels=(2, 3)), _COMMON | _LTPA | {"g_head"},
-                             "LTPA ResNet-164, attention at stages 2, 3 (the paper's RN-att2)"),
-    "resnet164-att3": _Entry(partial(ResNetAttention, levels=(1, 2, 3)), _COMMON | _LTPA | {"g_head"},
-                             "LTPA ResNet-164, attention at stages 1, 2, 3"),
-    "ran56": _Entry(partial(ResidualAttentionNet, depth=56), _COMMON | _RAN,
-                    "Residual Attention Network, Attention-56 (1, 1, 1 modules)"),
-    "ran92": _Entry(partial(ResidualAttentionNet, depth=92), _COMMON | _RAN,
-                    "Residual Attention Network, Attention-92 (2, 2, 2 modules; see module_layout)"),
-}
-
-MODEL_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-
-
-def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
-    return _REGISTRY[name]
-
-
-def accepted_options(name: str) -> set[str]:
-    """The option names ``build_model(name, ...)`` takes."""
-    return set(_entry(name).options)
-
-
-def resolve_options(name: str, **options) -> dict[str, Any]:
-    """Validated options for ``name`` with the defaults filled in (ValueError on anything bad)."""
-    accepted = _entry(name).options
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ValueError(f"model {name} does not take option(s) {', '.join(unknown)}; "
-                         f"it takes: {', '.join(sorted(accepted))}")
-    resolved = {k: _OPTIONS[k].default for k in sorted(accepted)}
-    for key, value in options.items():
-        resolved[key] = _OPTIONS[key].check(key, value)
-    return resolved
 
 
 def build_model(name: str, num_classes: int, **options) -> nn.Module:
@@ -152,12 +55,12 @@ def build_model(name: str, num_classes: int, **options) -> nn.Module:
     Raises ValueError for an unknown name, an option the model does not take, or a bad value.
     The model carries ``lpa_name`` and ``lpa_options`` (the resolved options).
     """
-    entry = _entry(name)
+    model_spec(name)  # a clear error for an unknown name
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} must be a positive integer")
     resolved = resolve_options(name, **options)
     init_options = {k: resolved.pop(k) for k in ("bn_init", "compat_init") if k in resolved}
-    model = entry.factory(num_classes, **resolved)
+    model = _FACTORIES[name](num_classes, **resolved)
     init_weights(model, **init_options)
     resolved.update(init_options)
     model.lpa_name = name
@@ -179,8 +82,6 @@ def probe(model: nn.Module, input_size: int = 32) -> tuple[int, list[tuple[int, 
     restores the model's train/eval mode. FLOPs are torch.utils.flop_counter's count
     (a multiply-add is 2 FLOPs; convolutions, matmuls, bmm/einsum -- not element-wise ops).
     """
-    from torch.utils.flop_counter import FlopCounterMode
-
     ref = next(model.parameters())
     x = torch.zeros(1, 3, input_size, input_size, device=ref.device, dtype=ref.dtype)
     was_training = model.training
@@ -205,9 +106,9 @@ def model_summary(name: str, input_size: int = 32, **options) -> dict[str, Any]:
         m100 = build_model(name, 100, input_size=input_size, **options)
     flops, sizes = probe(m10, input_size)
     return {"name": name, "params_10": count_params(m10), "params_100": count_params(m100),
-            "gflops": flops / 1e9, "maps": sizes, "summary": _REGISTRY[name].summary}
+            "gflops": flops / 1e9, "maps": sizes, "summary": MODELS[name].summary}
 
 
 def describe(name: str) -> str:
     """One-line description of ``name``."""
-    return _entry(name).summary
+    return model_spec(name).summary

@@ -42,13 +42,6 @@ from torch import nn
 
 from .common import dropout
 
-COMPATS = ("pc", "dp")
-NORMALIZES = ("softmax", "sigmoid")
-PROJECTS = ("g_down", "l_up")
-G_MODES = ("concat", "indep")
-INDEP_COMBINES = ("sum_log_softmax", "sum_logits", "mean_prob")
-BRANCH_GRADS = ("sum", "mean")
-
 
 class _GradScale(torch.autograd.Function):
     """Identity forward; multiplies the incoming gradient by ``scale`` in backward."""

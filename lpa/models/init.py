@@ -25,15 +25,15 @@ import math
 import torch
 from torch import nn
 
-BN_INITS = ("one", "uniform")
-COMPAT_INITS = ("official", "fan_in")
+from lpa.model_options import BN_INITS, COMPAT_INITS
+
+from .attention import AttentionLevel
+
 
 
 @torch.no_grad()
 def init_weights(model: nn.Module, bn_init: str = "one", compat_init: str = "official") -> nn.Module:
     """Initialise ``model`` in place as the official code does (see module docstring)."""
-    from .attention import AttentionLevel  # attention.py does not import this module
-
     if bn_init not in BN_INITS:
         raise ValueError(f"bn_init={bn_init!r}; allowed: {', '.join(BN_INITS)}")
     if compat_init not in COMPAT_INITS:

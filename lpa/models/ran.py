@@ -35,9 +35,6 @@ from torch import nn
 from .common import scaled
 from .resnet import PreActBottleneck
 
-ATTENTION_LEARNINGS = ("arl", "nal")
-MODULE_LAYOUTS = ("increasing", "uniform")
-
 
 def modules_per_stage(depth: int, layout: str) -> tuple[int, int, int]:
     """Attention modules in stages 1-3 for Attention-<depth>.

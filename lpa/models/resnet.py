@@ -86,9 +86,6 @@ class ResNet164(nn.Module):
         return self.head(bb.stage3(bb.stage2(bb.stage1(bb.stem(x))))), []
 
 
-G_HEADS = ("conv", "gap")
-
-
 class ResNetAttention(nn.Module):
     def __init__(self, num_classes: int, levels: tuple[int, ...], *, compat="pc", g_mode="concat",
                  indep_combine="sum_logits", normalize="softmax", project="g_down", dropout=True,

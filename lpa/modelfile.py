@@ -1,0 +1,102 @@
+"""The model file, models/<suite>/<trial>/model.pt: a trained run's weights with everything needed
+to rebuild, evaluate or use it (its resolved config, classes, input size). A DVC output, written
+once by the train stage; resumable training state is lpa.checkpoint's, outside DVC.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from lpa.checkpoint import TORCH_LOAD_ERRORS, load_error_reason
+from lpa.engine import build_for_training
+from lpa.errors import DamagedFileError
+from lpa.files import write_bytes
+
+FORMAT = "lpa.model/1"  # bumped when the saved record changes; older files are refused, not misread
+KEYS = ("format", "config", "num_classes", "classes", "input_size", "state_dict")
+# the train settings that rebuilding and evaluating a saved model read from its config
+CONFIG_TRAIN_KEYS = ("channels_last", "precision", "eval_batch_size")
+
+
+def save_model(path: Path, model: torch.nn.Module, config: dict, num_classes: int, classes: list,
+               input_size: int) -> None:
+    """Write the model file atomically (a crash never leaves half a file where DVC looks)."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "config": config, "num_classes": num_classes, "classes": classes,
+                "input_size": input_size, "state_dict": model.state_dict()}, buffer)
+    write_bytes(path, buffer.getbuffer())
+
+
+def _redo(path: Path, saved: object = None) -> str:
+    config = saved.get("config") if isinstance(saved, Mapping) else None
+    trial = config.get("trial") if isinstance(config, Mapping) else None
+    trial = trial if isinstance(trial, str) and trial else path.parent.name
+    return f"delete it and re-run its train stage (`dvc repro train@{trial}`)"
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _record_problem(saved: Mapping) -> str | None:
+    """What is wrong with the fields of a model record of the current format, or None."""
+    missing = [k for k in KEYS if k not in saved]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    config = saved["config"]
+    if not (isinstance(config, Mapping) and isinstance(config.get("dataset"), str)
+            and isinstance(config.get("model"), Mapping) and isinstance(config["model"].get("name"), str)
+            and isinstance(config.get("train"), Mapping) and all(k in config["train"] for k in CONFIG_TRAIN_KEYS)):
+        return f"has a config without dataset, model.name or train.{{{','.join(CONFIG_TRAIN_KEYS)}}}"
+    if not (_positive_int(saved["num_classes"]) and _positive_int(saved["input_size"])):
+        return f"has num_classes {saved['num_classes']!r} and input_size {saved['input_size']!r}"
+    classes = saved["classes"]
+    if not (isinstance(classes, (list, tuple)) and len(classes) == saved["num_classes"]):
+        return f"has {len(classes) if isinstance(classes, (list, tuple)) else 'no list of'} class names " \
+               f"for {saved['num_classes']} classes"
+    if not isinstance(saved["state_dict"], Mapping):
+        return f"has a state_dict that is a {type(saved['state_dict']).__name__}"
+    return None
+
+
+def read_model_file(path: Path) -> dict:
+    """The saved record, checked: one DamagedFileError line for a truncated, foreign or old file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; run the train stage that writes it first")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except TORCH_LOAD_ERRORS as err:
+        raise DamagedFileError(f"{path} is not a readable model file (truncated or overwritten: "
+                               f"{load_error_reason(err)}); {_redo(path)}") from None
+    if not isinstance(saved, Mapping) or "state_dict" not in saved:
+        what = f"a {type(saved).__name__}" + (f" with keys {', '.join(map(str, list(saved)[:6]))}"
+                                              if isinstance(saved, Mapping) else "")
+        raise DamagedFileError(f"{path} is not an lpa model file (it holds {what}); {_redo(path)}")
+    if saved.get("format") != FORMAT:
+        raise DamagedFileError(f"{path} is a model file of an older lpa format ({saved.get('format', 'unversioned')}, "
+                               f"this lpa reads {FORMAT}); {_redo(path, saved)}")
+    problem = _record_problem(saved)
+    if problem:
+        raise DamagedFileError(f"{path} {problem}; {_redo(path, saved)}")
+    return dict(saved)
+
+
+def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The model saved by `save_model`, rebuilt on `device`, and the saved record."""
+    path = Path(path)
+    saved = read_model_file(path)
+    try:
+        model = build_for_training(saved["config"], saved["num_classes"], saved["input_size"], device)
+    except ValueError as err:  # build_model rejects an unknown model or option (ConfigError is one too)
+        raise DamagedFileError(f"{path}: its config does not build a model ({load_error_reason(err)}); "
+                               f"{_redo(path, saved)}") from None
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise DamagedFileError(f"{path}: its weights do not fit its own config ({first}); {_redo(path, saved)}") from None
+    return model, saved
