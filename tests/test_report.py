@@ -2,14 +2,18 @@
 import json
 import math
 import re
+import shutil
+import sys
 
 import pandas as pd
 import pytest
 
 from lpa.aggregate import HOLDS, NOT_RESOLVED, ONE_SEED, comparisons, run_summary
+from lpa.params import compose_params_yaml
 from lpa.report import (TRIAL_COLUMNS, core_notation, family_notation, load_deviations,
                         load_reference_numbers, paper_notation, render_results_md, results_table,
                         summary_json)
+from tests.conftest import REPO, sh
 
 ATT = {"compat": "pc", "g_mode": "concat", "normalize": "softmax", "project": "g_down"}
 
@@ -222,3 +226,17 @@ def test_deviation_validation(tmp_path):
     bad.write_text("- topic: x\n  ours: y\n")
     with pytest.raises(ValueError):
         load_deviations(bad)
+
+
+def test_report_stage_names_trials_without_records(tmp_path):
+    """Run by hand on a suite cut short, the report covers what was evaluated and names the rest."""
+    shutil.copytree(REPO / "reports/quick", tmp_path / "reports/quick")
+    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "params.yaml").write_text(compose_params_yaml(["suite=quick"], root=REPO))
+    (tmp_path / "reports/quick/runs/digits-vgg-seed0/metrics.json").unlink()
+    proc = sh([sys.executable, "-m", "stages.report"], tmp_path, code_from_repo=True)
+    assert "no metrics.json yet for digits-vgg-seed0" in proc.stderr
+    results = (tmp_path / "reports/quick/results.md").read_text()
+    assert "Not run yet (no evaluated record): digits-vgg-seed0." in results
+    summary = json.loads((tmp_path / "reports/quick/summary.json").read_text())
+    assert set(summary["trials"]) == {"digits-vgg-att2-seed0"}
