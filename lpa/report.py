@@ -248,6 +248,16 @@ def load_run(run_dir: str | Path) -> dict:
             "seed": config.get("seed"), "config": config, "metrics": metrics}
 
 
+def load_trials(run_dirs: Sequence[Path]) -> tuple[list[dict], list[str]]:
+    """The records of the trials that have been evaluated, and the names of those that have not.
+
+    Under DVC every evaluate stage runs before the report; run by hand over a suite cut short,
+    the report covers the evaluated trials and names the others instead of failing."""
+    done = [Path(d) for d in run_dirs if (Path(d) / "metrics.json").exists()]
+    missing = [Path(d).name for d in run_dirs if Path(d) not in done]
+    return [load_run(d) for d in done], missing
+
+
 def _read_json(path: Path, stage: str) -> dict:
     try:
         with open(path, encoding="utf-8") as f:

@@ -16,7 +16,7 @@ from lpa.files import write_json, write_text
 from lpa.interval_figure import save_interval_figure
 from lpa.layout import record_dir, suite_dir
 from lpa.params import stage_params
-from lpa.report import (load_deviations, load_reference_numbers, load_run, render_results_md, results_table,
+from lpa.report import (load_deviations, load_reference_numbers, load_trials, render_results_md, results_table,
                         suite_header, summary_json)
 from lpa.stage_runner import run_stage
 
@@ -24,13 +24,9 @@ from lpa.stage_runner import run_stage
 def main() -> None:
     params = stage_params("report")
     suite = params["suite_name"]
-    # under DVC every evaluate stage has run before this one; run by hand on a suite cut short,
-    # the report covers the evaluated trials and names the others instead of failing
-    done = [t for t in params["trials"] if (record_dir(suite, t) / "metrics.json").exists()]
-    missing = [t for t in params["trials"] if t not in done]
+    records, missing = load_trials([record_dir(suite, trial) for trial in params["trials"]])
     if missing:
         print(f"report: no metrics.json yet for {', '.join(missing)}: reported as not run", file=sys.stderr)
-    records = [load_run(record_dir(suite, trial)) for trial in done]
     table = results_table(records)
     runs = run_summary(table)
     configs = {r["run"]: r["config"] for r in records}
