@@ -24,10 +24,12 @@ from tabulate import tabulate
 
 from lpa import model_options as models
 from lpa.data.params import DATASETS, check_data_section, data_settings
+from lpa.experiment_options import (ROBUSTNESS_SETTINGS, SEGMENTATION_SETTINGS, TRANSFER_SETTINGS, check_robustness,
+                                    check_segmentation, check_transfer)
 from lpa.train_options import TRAIN_SETTINGS
 from lpa.data.errors import DataError
 from lpa.errors import ConfigError, DamagedFileError
-from lpa.params import PARAMS_FILE, compose_params_yaml, deep_merge, load_params, to_plain
+from lpa.params import PARAMS_FILE, compose_params_yaml, deep_merge, load_params, load_resolvers, to_plain
 from lpa.settings import Setting, check_section, describe_settings
 
 RUN_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # no '.': DVC would read runs.<a.b> as nested keys
@@ -42,8 +44,12 @@ TOP_SETTINGS: dict[str, Any] = {
 RUN_SETTINGS: dict[str, Any] = {
     "dataset": Setting("choice", "the dataset the run trains and is tested on", choices=DATASETS),
     "seeds": Setting("int_list", "this run's own seeds (default: the global `seeds`)", low=0),
+    "init_from": Setting("text", "a run of the suite whose trained weights (same seed) start this run: layers of "
+                                 "equal shape are loaded, the class-specific ones re-initialised (finetune@<trial>)"),
 }
-TOP_KEYS = ("suite_name", "seeds", "trials", "data", "model", "attention", "train", "runs")
+RUN_KEYS = ("dataset", "model", "attention", "train", "seeds", "init_from")
+TOP_KEYS = ("suite_name", "seeds", "trials", "trial_groups", "data", "model", "attention", "train", "robustness",
+            "transfer", "transfer_pairs", "segmentation", "segmentation_pairs", "runs")
 
 
 def _check_seed_list(seeds: Any, where: str) -> list[int]:
@@ -69,7 +75,10 @@ def resolve_trial(params: Mapping, trial: str) -> dict:
         raise ConfigError(f"unknown trial '{trial}'; params.yaml trials (<run>-seed<k>): {', '.join(trials)}")
     entry = to_plain(trials[trial])
     spec = {k: v for k, v in entry.items() if k not in ("run", "seed")}
-    return {"trial": trial, **resolve_run(params, entry["run"], entry["seed"], spec=spec)}
+    config = {"trial": trial, **resolve_run(params, entry["run"], entry["seed"], spec=spec)}
+    if config["init_from"]:
+        config["init_trial"] = trial_name(config["init_from"], entry["seed"])
+    return config
 
 
 def resolve_run(params: Mapping, run: str, seed: int | None = None, spec: Mapping | None = None) -> dict:
@@ -89,16 +98,18 @@ def resolve_run(params: Mapping, run: str, seed: int | None = None, spec: Mappin
         spec = runs[run]
     spec = to_plain(spec)
     if not isinstance(spec, Mapping):
-        raise ConfigError(f"runs.{run} must be a mapping with keys dataset, model, attention, train, seeds")
+        raise ConfigError(f"runs.{run} must be a mapping with keys {', '.join(RUN_KEYS)}")
     for section in ("model", "attention", "train"):
         if section in spec and not isinstance(spec[section], Mapping):
             raise ConfigError(f"runs.{run}.{section} must be a mapping, not {spec[section]!r}")
-    unknown = sorted(set(spec) - {"dataset", "model", "attention", "train", "seeds"})
+    unknown = sorted(set(spec) - set(RUN_KEYS))
     if unknown:
-        raise ConfigError(f"runs.{run} has unknown key(s) {unknown}; allowed: dataset, model, attention, train, seeds")
+        raise ConfigError(f"runs.{run} has unknown key(s) {unknown}; allowed: {', '.join(RUN_KEYS)}")
     if "dataset" not in spec:
         raise ConfigError(f"runs.{run} must name its dataset (runs.{run}.dataset)")
     RUN_SETTINGS["dataset"].check(spec["dataset"], f"runs.{run}.dataset")
+    init_from = RUN_SETTINGS["init_from"].check(spec["init_from"], f"runs.{run}.init_from") \
+        if "init_from" in spec else None
 
     run_model = spec.get("model") or {}
     if not isinstance(params["model"], Mapping):
@@ -134,6 +145,10 @@ def resolve_run(params: Mapping, run: str, seed: int | None = None, spec: Mappin
     if train["nesterov"] and (train["dampening"] != 0 or train["momentum"] == 0):
         raise ConfigError(f"run {run}: train.nesterov=true needs train.momentum > 0 and train.dampening=0 "
                           f"(got momentum={train['momentum']}, dampening={train['dampening']})")
+    sched = train["lr_schedule"]
+    if sched["factors"] and len(sched["factors"]) != len(sched["milestones"]):
+        raise ConfigError(f"run {run}: train.lr_schedule.factors has {len(sched['factors'])} factors for "
+                          f"{len(sched['milestones'])} milestones; give one per milestone, or [] for gamma at each")
     if train["max_images"] == 1:
         raise ConfigError(f"run {run}: train.max_images=1 is too few; use 0 (all) or >= 2")
 
@@ -150,6 +165,7 @@ def resolve_run(params: Mapping, run: str, seed: int | None = None, spec: Mappin
         "model": {"name": name, **model_opts},
         "attention": attention_opts or None,
         "train": train,
+        "init_from": init_from,
     }
     try:  # the model's own checks, without building it
         models.resolve_options(name, **models.options_of(config))
@@ -159,15 +175,55 @@ def resolve_run(params: Mapping, run: str, seed: int | None = None, spec: Mappin
 
 
 def expected_trials(params: Mapping) -> dict:
-    """`trials` as conf/'s resolver derives it from `runs` and `seeds`: per run and seed, the run's
-    spec without its seeds."""
-    out = {}
-    for run, spec in params["runs"].items():
-        spec = to_plain(spec)
-        for seed in spec.get("seeds", params["seeds"]):
-            out[trial_name(run, seed)] = {"run": run, "seed": seed,
-                                          **{k: v for k, v in spec.items() if k != "seeds"}}
-    return out
+    """`trials` as conf/'s resolver derives it from `runs` and `seeds` (the same function)."""
+    return load_resolvers().expand_trials(to_plain(params["runs"]), to_plain(params["seeds"]))
+
+
+def expected_trial_groups(params: Mapping) -> dict:
+    """`trial_groups` as conf/'s resolver derives it: train@ (from scratch) and finetune@ trials."""
+    return load_resolvers().expand_trial_groups(to_plain(params["runs"]), to_plain(params["seeds"]))
+
+
+def expected_pairs(params: Mapping, section: str) -> dict:
+    """`transfer_pairs` / `segmentation_pairs` as conf/'s resolvers derive them."""
+    plugin = load_resolvers()
+    expand = plugin.expand_transfer_pairs if section == "transfer" else plugin.expand_segmentation_pairs
+    return expand(to_plain(params[section]), to_plain(params["trials"]))
+
+
+def check_section_seeds(params: Mapping, section: str) -> None:
+    """<section>.seeds: each once, and each a seed of at least one run the section lists."""
+    seeds = to_plain(params[section]["seeds"])
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{section}.seeds={seeds} lists a seed twice")
+    listed = to_plain(params[section]["runs"])
+    have = {s for r in listed for s in to_plain(params["runs"][r]).get("seeds", to_plain(params["seeds"]))}
+    missing = [s for s in seeds if s not in have]
+    if listed and missing:
+        raise ConfigError(f"{section}.seeds lists {missing}, a seed of none of {section}.runs "
+                          f"({', '.join(listed)}): their seeds are {sorted(have)}")
+
+
+def check_init_from(runs: Mapping, run: str, seeds: list) -> None:
+    """runs.<run>.init_from names another run of the suite that has each of this run's seeds,
+    without a cycle (a -> b -> a)."""
+    seen = [run]
+    parent = runs[run].get("init_from")
+    while parent is not None:
+        if parent not in runs:
+            raise ConfigError(f"runs.{seen[-1]}.init_from={parent!r} is not a run of this suite; "
+                              f"runs: {', '.join(map(str, runs))}")
+        if parent in seen:
+            raise ConfigError(f"runs.{run}: init_from makes a cycle ({' -> '.join(seen + [parent])})")
+        seen.append(parent)
+        parent = runs[parent].get("init_from")
+    parent = runs[run].get("init_from")
+    if parent is not None:
+        child_seeds, parent_seeds = (runs[r].get("seeds", seeds) for r in (run, parent))
+        missing = sorted(set(child_seeds) - set(parent_seeds))
+        if missing:
+            raise ConfigError(f"runs.{run} starts each seed from the same seed of runs.{parent}, which has no "
+                              f"seed(s) {missing}; give {parent} those seeds or {run} fewer")
 
 
 def check_params(params: Mapping) -> None:
@@ -196,15 +252,27 @@ def check_params(params: Mapping) -> None:
         if config["dataset"] not in params["data"]["datasets"]:
             raise ConfigError(f"runs.{run}.dataset={config['dataset']} is not in data.datasets "
                               f"({', '.join(params['data']['datasets'])}); add it there")
-    if to_plain(params["trials"]) != expected_trials(params):
-        raise ConfigError("params.yaml `trials` does not match `runs` x `seeds` (it is derived, not edited): "
-                          "recompose params.yaml with `make params` or `dvc exp run`")
+        check_init_from(to_plain(runs), run, to_plain(params["seeds"]))
+    check_robustness(params["robustness"])
+    check_transfer(params["transfer"], runs, list(params["data"]["datasets"]))
+    check_segmentation(params["segmentation"], runs)
+    for section in ("transfer", "segmentation"):
+        check_section_seeds(params, section)
+    if to_plain(params["trials"]) != expected_trials(params) \
+            or to_plain(params["trial_groups"]) != expected_trial_groups(params):
+        raise ConfigError("params.yaml `trials` or `trial_groups` does not match `runs` x `seeds` (they are derived, "
+                          "not edited): recompose params.yaml with `make params` or `dvc exp run`")
+    if to_plain(params["transfer_pairs"]) != expected_pairs(params, "transfer") \
+            or to_plain(params["segmentation_pairs"]) != expected_pairs(params, "segmentation"):
+        raise ConfigError("params.yaml `transfer_pairs` or `segmentation_pairs` does not match its section (derived, "
+                          "not edited): recompose params.yaml with `make params` or `dvc exp run`")
 
 
 def all_settings() -> list[tuple[str, str, str, str]]:
     """(name, allowed, library default, help) of every setting in params.yaml."""
     rows = describe_settings(TOP_SETTINGS, "")
     rows.append(("trials", "derived", "", "one entry per (run, seed), <run>-seed<k>; composed, never edited"))
+    rows.append(("trial_groups", "derived", "", "train: trials from scratch; finetune: trials with init_from"))
     rows.append(("data.datasets", "a list drawn from " + ", ".join(DATASETS), "",
                  "the datasets whose download@/preprocess@ stages exist"))
     rows.append(("data.raw_dir", "a non-empty path", "", "where official archives are found or downloaded"))
@@ -213,6 +281,11 @@ def all_settings() -> list[tuple[str, str, str, str]]:
     rows.extend(describe_settings(models.MODEL_SETTINGS, "model"))
     rows.extend(describe_settings(models.ATTENTION_SETTINGS, "attention"))
     rows.extend(describe_settings(TRAIN_SETTINGS, "train"))
+    rows.extend(describe_settings(ROBUSTNESS_SETTINGS, "robustness"))
+    rows.extend(describe_settings(TRANSFER_SETTINGS, "transfer"))
+    rows.append(("transfer_pairs", "derived", "", "one transfer@<trial>-to-<target> per trial of transfer.runs"))
+    rows.extend(describe_settings(SEGMENTATION_SETTINGS, "segmentation"))
+    rows.append(("segmentation_pairs", "derived", "", "one segment@<trial>-on-<name> per trial of segmentation.runs"))
     rows.append(("runs.<run>.model.name", "one of " + ", ".join(models.MODEL_NAMES), "", "the network"))
     rows.extend(describe_settings(RUN_SETTINGS, "runs.<run>"))
     rows.append(("runs.<run>.{model,attention,train}", "as the global sections", "",

@@ -24,6 +24,7 @@ from lpa.augment import augment_batch
 from lpa.checkpoint import config_hash, load_checkpoint, save_checkpoint
 from lpa.errors import ConfigError, NonFiniteLossError
 from lpa.models import build_model, options_of
+from lpa.warm_start import apply_warm_start
 
 # How often (in steps) the progress bar reads the device accumulators (a host sync, so not every
 # step). A non-finite loss is noticed at the next sync; the step it happened at is tracked on the
@@ -100,7 +101,8 @@ def lr_at(train_cfg: Mapping, epoch: int, step: int, steps_per_epoch: int) -> fl
     if sched["kind"] == "step":
         factor = sched["gamma"] ** (epoch // sched["step_epochs"])
     elif sched["kind"] == "multistep":
-        factor = sched["gamma"] ** sum(epoch >= m for m in sched["milestones"])
+        factors = sched["factors"] or [sched["gamma"]] * len(sched["milestones"])
+        factor = math.prod(f for m, f in zip(sched["milestones"], factors) if epoch >= m)
     else:
         factor = 1.0
     warmup_steps = sched["warmup_epochs"] * steps_per_epoch
@@ -155,13 +157,15 @@ class TrainResult:
 
 def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoint_dir: Path | None = None,
           data_fingerprint: str = "", on_epoch: Callable[[dict], None] | None = None,
-          progress: bool | None = None) -> TrainResult:
+          progress: bool | None = None, init_state: Mapping[str, torch.Tensor] | None = None) -> TrainResult:
     """Train `config`'s model on `train_data` (already on its device) and return the last epoch's model.
 
     `on_epoch(record)` is called after every epoch (and replayed for epochs restored from a
     checkpoint, so a logger sees the full history either way). A checkpoint in `checkpoint_dir`
     is resumed only if it was made under the same config, data (`data_fingerprint`, e.g.
     `lpa.data.arrays.fingerprint`) and shapes; the caller removes it once the model is saved.
+    `init_state`: tensors copied over the seeded initialisation (lpa.warm_start, a run's
+    init_from); a resumed checkpoint replaces them, as it replaces the initialisation.
     """
     cfg = config["train"]
     device = train_data.images.device
@@ -171,6 +175,8 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     train_data, val_data = split_validation(train_data, cfg["val_fraction"], seed)
     input_size = train_data.images.shape[-1]
     model = build_for_training(config, num_classes, input_size, device)
+    if init_state is not None:
+        apply_warm_start(model, init_state)
     optimizer = build_optimizer(model, cfg, device)
     forward_model = torch.compile(model, mode=cfg["compile_mode"]) if cfg["compile"] else model
     amp_dtype = autocast_dtype(device, cfg["precision"])

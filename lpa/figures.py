@@ -179,3 +179,43 @@ def save_attention_overlays(images_uint8: Any, maps: Sequence[Any] | None, out_d
         fig.savefig(buf, format="png")
         written.append(write_bytes(out_dir / f"level{level}.png", buf.getvalue()))
     return written
+
+
+def save_prediction_figure(picture: np.ndarray, maps: Sequence[Any], path: str | os.PathLike, title: str) -> Path:
+    """One picture's attention, as lpa.predict draws it: the picture, then one panel per level
+    with that level's map bilinearly upsampled to the picture and drawn over it (min-max scaled,
+    'jet' at alpha 0.5: the look of `save_attention_overlays`). Written atomically.
+
+    Args:
+        picture: H x W x 3 uint8, the picture as the user gave it (any size).
+        maps: one (h, w) map per attention level (none for a model without attention).
+        title: above the panels (the predicted class and its probability).
+    """
+    if picture.ndim != 3 or picture.shape[2] != 3 or picture.dtype != np.uint8:
+        raise ValueError(f"picture must be H x W x 3 uint8, got {picture.dtype} {picture.shape}")
+    h, w = picture.shape[:2]
+    panels = 1 + len(maps)
+    fig = Figure(figsize=(3.2 * panels, 3.2 * h / w + 1.5), dpi=100)
+    FigureCanvasAgg(fig)
+    fig.suptitle(title, fontsize=11)
+    axes = np.atleast_1d(fig.subplots(1, panels))
+    axes[0].imshow(picture)
+    axes[0].set_title("picture" if maps else "picture (this model has no attention maps)", fontsize=9)
+    for level, (ax, level_map) in enumerate(zip(axes[1:], maps), start=1):
+        raw = np.asarray(to_numpy(level_map), dtype=np.float32).reshape(1, *np.shape(level_map)[-2:])
+        shown = _minmax(_upsample(raw, (h, w)))[0]
+        ax.imshow(picture)
+        ax.imshow(shown, cmap=CMAP, alpha=ALPHA, vmin=0.0, vmax=1.0, interpolation="bilinear")
+        ax.set_title(f"level {level}: {raw.shape[1]}x{raw.shape[2]} map", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.26 if maps else 0.03, top=0.84, wspace=0.04)
+    if maps:
+        cax = fig.add_axes((0.3, 0.14, 0.4, 0.03))
+        bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=CMAP), cax=cax, orientation="horizontal",
+                           ticks=[0.0, 1.0])
+        bar.ax.set_xticklabels(["lowest", "highest"])
+        bar.set_label("attention weight, scaled to [0, 1] per map", fontsize=8)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return write_bytes(Path(path), buf.getvalue())

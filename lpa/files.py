@@ -5,6 +5,7 @@ would take it for a result. Same directory, so os.replace is a rename on one fil
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -61,3 +62,12 @@ def write_text(path: Path | str, text: str) -> Path:
 def write_json(path: Path | str, obj: Any) -> Path:
     """Stable JSON (indented, trailing newline); NaN/inf are rejected, never written."""
     return write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
+
+
+def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (e.g. a parent model file in a resume key)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

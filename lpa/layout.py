@@ -30,3 +30,14 @@ def model_file(suite: str, trial: str) -> Path:
 def checkpoint_dir(suite: str, trial: str) -> Path:
     """checkpoints/<suite>/<trial>/: resumable state, outside DVC (lpa.checkpoint)."""
     return CHECKPOINTS_DIR / suite / trial
+
+
+def transfer_record(suite: str, trial: str, target: str) -> Path:
+    """reports/<suite>/runs/<trial>/transfer/<target>.json: transfer@<trial>-to-<target>'s metrics."""
+    return record_dir(suite, trial) / "transfer" / f"{target}.json"
+
+
+def segmentation_record(suite: str, trial: str, name: str) -> tuple[Path, Path]:
+    """segment@<trial>-on-<name>'s metrics (.../segmentation/<name>.json) and figures (.../segmentation/<name>/)."""
+    base = record_dir(suite, trial) / "segmentation"
+    return base / f"{name}.json", base / name

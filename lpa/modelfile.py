@@ -1,6 +1,8 @@
 """The model file, models/<suite>/<trial>/model.pt: a trained run's weights with everything needed
-to rebuild, evaluate or use it (its resolved config, classes, input size). A DVC output, written
-once by the train stage; resumable training state is lpa.checkpoint's, outside DVC.
+to rebuild, evaluate or use it (its resolved config, classes, input size, and its preprocessing:
+how a picture is converted to the dataset's images and the transform fitted on its training split,
+so `lpa.predict` and the robustness stage need nothing but this file). A DVC output, written once by
+the train stage; resumable training state is lpa.checkpoint's, outside DVC.
 """
 from __future__ import annotations
 
@@ -11,23 +13,41 @@ from pathlib import Path
 import torch
 
 from lpa.checkpoint import TORCH_LOAD_ERRORS, load_error_reason
+from lpa.data.arrays import read_meta
+from lpa.data.conversion import ImageConversion, conversion_for
+from lpa.data.transforms import Transform, load_transform
 from lpa.engine import build_for_training
 from lpa.errors import DamagedFileError
 from lpa.files import write_bytes
 
-FORMAT = "lpa.model/1"  # bumped when the saved record changes; older files are refused, not misread
-KEYS = ("format", "config", "num_classes", "classes", "input_size", "state_dict")
+FORMAT = "lpa.model/2"  # 2: the preprocessing travels with the weights  # bumped when the saved record changes; older files are refused, not misread
+KEYS = ("format", "config", "num_classes", "classes", "input_size", "preprocessing", "state_dict")
 # the train settings that rebuilding and evaluating a saved model read from its config
 CONFIG_TRAIN_KEYS = ("channels_last", "precision", "eval_batch_size")
 
 
+def preprocessing_record(processed_dir: Path) -> dict:
+    """What a model trained on data/processed/<dataset> needs to be given a new picture: the
+    dataset's image conversion and the fitted transform (transform.npz's bytes)."""
+    return {"conversion": conversion_for(read_meta(processed_dir)).to_dict(),
+            "transform": load_transform(processed_dir).to_bytes()}
+
+
 def save_model(path: Path, model: torch.nn.Module, config: dict, num_classes: int, classes: list,
-               input_size: int) -> None:
+               input_size: int, preprocessing: dict) -> None:
     """Write the model file atomically (a crash never leaves half a file where DVC looks)."""
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "config": config, "num_classes": num_classes, "classes": classes,
-                "input_size": input_size, "state_dict": model.state_dict()}, buffer)
+                "input_size": input_size, "preprocessing": preprocessing, "state_dict": model.state_dict()},
+               buffer)
     write_bytes(path, buffer.getbuffer())
+
+
+def model_preprocessing(saved: Mapping, path: Path) -> tuple[ImageConversion, Transform]:
+    """The conversion and fitted transform a read model file carries (checked by read_model_file)."""
+    record = saved["preprocessing"]
+    return (ImageConversion.from_dict(record["conversion"]),
+            Transform.from_bytes(record["transform"], f"{path} (its preprocessing transform)", _redo(path, saved)))
 
 
 def _redo(path: Path, saved: object = None) -> str:
@@ -57,6 +77,15 @@ def _record_problem(saved: Mapping) -> str | None:
     if not (isinstance(classes, (list, tuple)) and len(classes) == saved["num_classes"]):
         return f"has {len(classes) if isinstance(classes, (list, tuple)) else 'no list of'} class names " \
                f"for {saved['num_classes']} classes"
+    record = saved["preprocessing"]
+    if not (isinstance(record, Mapping) and isinstance(record.get("transform"), bytes)):
+        return "has no preprocessing record (conversion and transform)"
+    try:
+        conversion = ImageConversion.from_dict(record.get("conversion"))
+    except ValueError as err:
+        return f"has a damaged preprocessing record ({err})"
+    if conversion.size != saved["input_size"]:
+        return f"converts pictures to {conversion.size} pixels for a model of input size {saved['input_size']}"
     if not isinstance(saved["state_dict"], Mapping):
         return f"has a state_dict that is a {type(saved['state_dict']).__name__}"
     return None

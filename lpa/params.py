@@ -13,6 +13,7 @@ A leaf of lpa's import graph (only lpa.errors below it), so every layer may read
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
@@ -165,10 +166,16 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
 RESOLVERS_FILE = "conf/plugins/hydra_plugins/lpa_trials.py"
 
 
-def load_resolvers(root: Path = Path(".")) -> ModuleType:
-    """Register conf/'s OmegaConf resolvers (`lpa_trials`) in this process, as DVC's Hydra plugin
-    discovery does in its own (.dvc/config hydra.plugins_path); returns the module."""
-    path = (root / RESOLVERS_FILE).resolve()
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the checkout lpa/ lives in (holds conf/)
+
+
+@functools.lru_cache(maxsize=None)
+def load_resolvers(root: Path | None = None) -> ModuleType:
+    """Register conf/'s OmegaConf resolvers (`lpa_trials`, `lpa_trial_groups`) in this process, as
+    DVC's Hydra plugin discovery does in its own (.dvc/config hydra.plugins_path); returns the
+    module, whose expand_* functions lpa.config checks params.yaml against (one implementation).
+    `root`: a checkout holding conf/ (default: the one this lpa is in, whatever the cwd)."""
+    path = ((root or REPO_ROOT) / RESOLVERS_FILE).resolve()
     spec = importlib.util.spec_from_file_location("lpa_conf_resolvers", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -467,12 +467,13 @@ def _comparisons_section(comps: pd.DataFrame, missing: str) -> list[str]:
 def render_results_md(table: pd.DataFrame, deviations: Sequence[Mapping],
                       extra_header: str | None = None, reference: pd.DataFrame | None = None,
                       missing: str = "", runs: pd.DataFrame | None = None,
-                      comparisons: pd.DataFrame | None = None) -> str:
+                      comparisons: pd.DataFrame | None = None, extra_sections: Sequence[str] = ()) -> str:
     """Markdown report: title, optional ``extra_header`` paragraph, the per-run means over seeds
     and the paper's comparisons (when ``runs`` / ``comparisons`` are given), the per-trial table,
     notes, the deviations ledger and (when ``reference`` is given) every reference number with
     its source. Numbers have 2 decimals, differences a sign; missing cells are ``missing`` (empty
-    by default), never "nan".
+    by default), never "nan". ``extra_sections``: markdown sections of the other experiments
+    (robustness, ...), placed after the comparisons.
     """
     parts = [f"# {TITLE}", ""]
     if extra_header:
@@ -481,6 +482,8 @@ def render_results_md(table: pd.DataFrame, deviations: Sequence[Mapping],
         parts += _runs_section(runs, missing)
     if comparisons is not None:
         parts += _comparisons_section(comparisons, missing)
+    for section in extra_sections:
+        parts += [section.rstrip(), ""]
 
     parts += ["## Test error per trial (%)", ""]
     if len(table):

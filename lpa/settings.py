@@ -25,7 +25,7 @@ from typing import Any
 
 from lpa.errors import ConfigError
 
-KINDS = ("bool", "int", "number", "choice", "text", "path", "int_list")
+KINDS = ("bool", "int", "number", "choice", "text", "path", "int_list", "number_list", "text_list")
 
 
 class _Unset:
@@ -63,7 +63,8 @@ class Setting:
             return "one of " + ", ".join(map(str, self.choices))
         if self.kind in ("text", "path"):
             return f"a non-empty {'path' if self.kind == 'path' else 'string'}"
-        what = {"int": "an integer", "number": "a number", "int_list": "a list of integers"}[self.kind]
+        what = {"int": "an integer", "number": "a number", "int_list": "a list of integers",
+                "number_list": "a list of numbers", "text_list": "a list of non-empty strings"}[self.kind]
         bounds = []
         if self.low is not None:
             bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
@@ -95,6 +96,12 @@ class Setting:
         elif self.kind == "int_list":
             ok = isinstance(value, (list, tuple)) and all(_is_int(v) and self._in_range(v) for v in value)
             value = list(value) if ok else value
+        elif self.kind == "text_list":
+            ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) and v.strip() for v in value)
+            value = list(value) if ok else value
+        elif self.kind == "number_list":
+            ok = isinstance(value, (list, tuple)) and all(_is_number(v) and self._in_range(v) for v in value)
+            value = [float(v) for v in value] if ok else value
         if not ok:
             raise error(f"{name}={value!r} is not allowed; it must be {self.allowed()} ({self.help})")
         return value

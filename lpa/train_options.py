@@ -28,6 +28,8 @@ TRAIN_SETTINGS: dict = {
         "step_epochs": Setting("int", "step: multiply lr by gamma every step_epochs epochs", low=1),
         "milestones": Setting("int_list", "multistep: epochs at which lr is multiplied by gamma", low=1),
         "gamma": Setting("number", "the schedule's factor", **_POSITIVE),
+        "factors": Setting("number_list", "multistep: the factor at each milestone, in order (empty: gamma at "
+                                          "every one; official CUB: x2, x2, then x0.5)", **_POSITIVE),
         "warmup_epochs": Setting("int", "linear warm-up from 0 over this many epochs (not official)", low=0),
     },
     "augment": {

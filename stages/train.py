@@ -19,11 +19,12 @@ from lpa.config import resolve_trial
 from lpa.data.arrays import fingerprint, read_meta, read_split
 from lpa.engine import DeviceData, pick_device, train
 from lpa.errors import ConfigError
-from lpa.files import write_json
+from lpa.files import file_sha256, write_json
 from lpa.layout import checkpoint_dir, model_file, record_dir
-from lpa.modelfile import save_model
-from lpa.params import stage_params
+from lpa.modelfile import preprocessing_record, read_model_file, save_model
+from lpa.params import load_params, stage_params
 from lpa.stage_runner import run_stage
+from lpa.warm_start import plan_warm_start
 
 # dvclive metric names for the per-epoch record the engine produces
 LOGGED = {"train_loss": "train/loss", "train_top1_error": "train/top1_error", "lr": "lr",
@@ -31,7 +32,8 @@ LOGGED = {"train_loss": "train/loss", "train_top1_error": "train/top1_error", "l
 
 
 def main(trial: str) -> None:
-    params = stage_params("train", trial)
+    # the same command serves both stage groups; each declares the params it reads
+    params = stage_params("finetune" if trial in load_params()["trial_groups"]["finetune"] else "train", trial)
     suite = params["suite_name"]
     config = resolve_trial(params, trial)
     processed = Path("data/processed") / config["dataset"]
@@ -39,6 +41,13 @@ def main(trial: str) -> None:
     input_size = meta["image_shape"][-1]  # the input size comes from the data, never from a param
     if meta["image_shape"][-2] != input_size:
         raise ConfigError(f"{processed}: images are {meta['image_shape'][-2]}x{input_size}; the models need square images")
+    preprocessing = preprocessing_record(processed)  # read (and checked) before hours of training
+    init_state, init_record, parent_digest = None, None, ""
+    if config["init_from"]:  # finetune@: the parent's weights, checked before the data is loaded
+        parent_file = model_file(suite, config["init_trial"])
+        parent = read_model_file(parent_file)
+        init_state, init_record = plan_warm_start(config, meta["num_classes"], input_size, parent, str(parent_file))
+        parent_digest = file_sha256(parent_file)
     images, labels = read_split(processed, "train")
 
     device = pick_device()
@@ -48,7 +57,8 @@ def main(trial: str) -> None:
         "environment": {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                         "torch": torch.__version__, "num_classes": meta["num_classes"],
                         "input_size": input_size, "train_split_images": int(labels.shape[0]),
-                        "data_source": meta.get("source", {}).get("kind", "unknown")},
+                        "data_source": meta.get("source", {}).get("kind", "unknown"),
+                        **({"init_from": init_record} if init_record else {})},
     })
     data = DeviceData.from_arrays(images, labels, device)
     with Live(dir=str(records / "train"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
@@ -60,9 +70,10 @@ def main(trial: str) -> None:
 
         checkpoints = checkpoint_dir(suite, trial)
         result = train(config, data, meta["num_classes"], checkpoint_dir=checkpoints,
-                       data_fingerprint=fingerprint(processed), on_epoch=log_epoch)
+                       data_fingerprint=fingerprint(processed) + parent_digest, on_epoch=log_epoch,
+                       init_state=init_state)
     save_model(model_file(suite, trial), result.model, config, meta["num_classes"], meta["classes"],
-               input_size)
+               input_size, preprocessing)
     remove_checkpoints(checkpoints)  # only now: the run is safely on disk
 
 

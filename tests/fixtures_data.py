@@ -8,6 +8,10 @@
   (BINSTRING opcodes), so `pickle.load(f, encoding="latin1")` gives str keys, as with the real ones.
 * SVHN: `*_32x32.mat` with X uint8 32 x 32 x 3 x N and y N x 1 in 1..10 (10 = digit 0).
 * Image folders: ROOT/train/<class>/*.png|jpg and ROOT/test/<class>/*.
+* CUB-200-2011: `CUB_200_2011.tgz`, a gzipped tar whose top directory is `CUB_200_2011` holding
+  `images.txt`, `image_class_labels.txt`, `train_test_split.txt`, `bounding_boxes.txt`,
+  `classes.txt` (official line formats) and `images/<NNN.Class_name>/<file>.jpg`, plus a few of the
+  files the reader ignores (top-level `attributes.txt`, `README`, `parts/`, `attributes/`).
 
 Each maker returns what the parser should produce, so tests compare arrays exactly.
 """
@@ -157,3 +161,115 @@ def make_imagefolder(root: Path, classes=("cat", "dog", "eel"), per_class: int =
                     img.convert("RGBA").save(d / f"{i:03d}.png")
     (root / "train" / classes[0] / "notes.txt").write_text("not an image: ignored")
     return root
+
+
+# ----------------------------------------------------------------------------- CUB-200-2011
+
+CUB_CLASSES = ["001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross"]
+CUB_COLOUR_ID = 5  # the image whose bounding box holds a distinct colour (see make_cub_archive)
+CUB_OUTSIDE, CUB_INSIDE = (20, 60, 220), (230, 30, 30)  # its background and its box colours
+
+
+def _jpeg(arr: np.ndarray, mode: str, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(arr)
+    if mode != "RGB":
+        img = img.convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def make_cub_archive(raw_dir: Path, seed: int = 4, edit=None, top: str = "CUB_200_2011") -> dict:
+    """Write raw_dir/CUB_200_2011.tgz: 3 classes x 3 JPEGs of mixed sizes, some greyscale.
+
+    Image ids 1..9 (class by class, as the official images.txt), split 1/0 as in `train` below.
+    Image CUB_COLOUR_ID is CUB_OUTSIDE everywhere except its integer box, which is CUB_INSIDE;
+    its listed box is fractional (floor/ceil give the integer one). One box reaches outside its
+    image (clamped). `edit(members)` may change or delete entries of the {name under top/: bytes}
+    dict before the archive is written (malformed-archive tests).
+
+    Returns {path, md5, classes, records}; each record: id, path, label (0-based), train, jpeg
+    (bytes), mode, crop (the integer left, upper, right, lower crop box). `cub_expected` turns
+    them into the arrays the reader must produce.
+    """
+    rng = np.random.default_rng(seed)
+    sizes = [(40, 30), (23, 50), (33, 33)]              # (width, height)
+    train = [1, 0, 1, 1, 0, 0, 0, 1, 1]
+    modes = ["RGB", "L", "RGB", "RGB", "RGB", "L", "RGB", "RGB", "L"]
+    records, members = [], {}
+    for i in range(9):
+        image_id, label = i + 1, i // 3
+        w, h = sizes[i % 3]
+        if image_id == CUB_COLOUR_ID:
+            w, h = 48, 40
+            crop = (16, 8, 40, 32)                      # listed as x=16.3 y=8.9 w=23.1 h=22.6
+            box = "16.3 8.9 23.1 22.6"
+            arr = np.empty((h, w, 3), np.uint8)
+            arr[:] = CUB_OUTSIDE
+            arr[crop[1]:crop[3], crop[0]:crop[2]] = CUB_INSIDE
+            payload = _jpeg(arr, "RGB", quality=95)
+        else:
+            arr = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+            if image_id == 8:
+                crop, box = (0, 0, w, h), f"-3.5 -2.0 {w + 10}.0 {h + 7}.0"  # clamped to the image
+            else:
+                x, y = int(rng.integers(0, w // 3)), int(rng.integers(0, h // 3))
+                cw, ch = int(rng.integers(w // 3, w - x)), int(rng.integers(h // 3, h - y))
+                crop, box = (x, y, x + cw, y + ch), f"{x}.0 {y}.0 {cw}.0 {ch}.0"
+            payload = _jpeg(arr, modes[i])
+        path = f"{CUB_CLASSES[label]}/{CUB_CLASSES[label].split('.', 1)[1]}_{i:04d}_{100 + i}.jpg"
+        records.append({"id": image_id, "path": path, "label": label, "train": bool(train[i]),
+                        "jpeg": payload, "mode": modes[i], "crop": crop, "box": box})
+    for r in records:
+        members[f"images/{r['path']}"] = r["jpeg"]
+    members["README"] = b"fixture in the layout of the official CUB_200_2011.tgz\n"
+    members["parts/parts.txt"] = b"1 back\n2 beak\n"
+    members["attributes/certainties.txt"] = b"1 not visible\n"
+    members["bounding_boxes.txt"] = "".join(f"{r['id']} {r['box']}\n" for r in records).encode()
+    members["classes.txt"] = "".join(f"{k + 1} {c}\n" for k, c in enumerate(CUB_CLASSES)).encode()
+    members["image_class_labels.txt"] = "".join(f"{r['id']} {r['label'] + 1}\n" for r in records).encode()
+    members["images.txt"] = "".join(f"{r['id']} {r['path']}\n" for r in records).encode()
+    members["train_test_split.txt"] = "".join(f"{r['id']} {int(r['train'])}\n" for r in records).encode()
+    if edit is not None:
+        edit(members)
+
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    path = raw_dir / "CUB_200_2011.tgz"
+    with tarfile.open(path, "w:gz") as tar:
+        dirs = {top} | {f"{top}/{name.rsplit('/', 1)[0]}" for name in members if "/" in name}
+        dirs |= {f"{top}/images"}
+        for d in sorted(dirs):
+            info = tarfile.TarInfo(d)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+        for name, payload in members.items():
+            _add(tar, f"{top}/{name}", payload)
+        _add(tar, "attributes.txt", b"1 has_bill_shape::curved_(up_or_down)\n")
+    return {"path": path, "md5": md5_of(path), "classes": list(CUB_CLASSES), "records": records}
+
+
+def cub_expected(fx: dict, size: int, crop: bool) -> dict:
+    """{train_x, train_y, test_x, test_y}: each image decoded, made RGB, cut to its integer crop
+    box (if crop) and resized (bilinear) to size x size, in image id order."""
+    from PIL import Image
+
+    out = {}
+    for split, flag in (("train", True), ("test", False)):
+        xs, ys = [], []
+        for r in sorted(fx["records"], key=lambda r: r["id"]):
+            if r["train"] != flag:
+                continue
+            with Image.open(io.BytesIO(r["jpeg"])) as img:
+                img = img.convert("RGB")
+                if crop:
+                    img = img.crop(r["crop"])
+                if img.size != (size, size):
+                    img = img.resize((size, size), Image.Resampling.BILINEAR)
+                xs.append(np.asarray(img).transpose(2, 0, 1))
+            ys.append(r["label"])
+        out[f"{split}_x"] = np.stack(xs)
+        out[f"{split}_y"] = np.array(ys, np.int64)
+    return out

@@ -22,7 +22,9 @@ def test_every_declared_param_exists_and_every_run_resolves():
     assert set(params["trials"]) == {f"{run}-seed{s}" for run in params["runs"] for s in params["seeds"]}
     for trial, entry in params["trials"].items():
         # resolving through the declared view proves the train stage reads nothing undeclared
-        config = resolve_trial(stage_params("train", trial, root=REPO), trial)
+        group = "finetune" if trial in params["trial_groups"]["finetune"] else "train"
+        config = resolve_trial(stage_params(group, trial, root=REPO), trial)
+        assert bool(config["init_from"]) == (group == "finetune")
         assert config["run"] == entry["run"] and config["seed"] == entry["seed"] and config["trial"] == trial
         assert config["dataset"] in params["data"]["datasets"]
     for dataset in params["data"]["datasets"]:
@@ -40,7 +42,10 @@ def test_paper_suite_has_the_issue_runs():
     expected |= {f"{d}-{m}" for d in ("cifar10", "cifar100") for m in
                  ("vgg-att1", "vgg-gap", "vgg-pan", "resnet164", "resnet164-att2", "ran56", "ran92")}
     expected.add("cifar10-ran56-nal")
+    expected |= {f"cub200-{m}" for m in ("vgg", "vgg-att2", "vgg-att3")}
     assert set(runs) == expected
+    for model in ("vgg", "vgg-att2", "vgg-att3"):  # CUB starts from CIFAR-100 (official code)
+        assert runs[f"cub200-{model}"]["init_from"] == f"cifar100-{model}"
     assert runs["cifar10-ran56-nal"]["model"]["attention_learning"] == "nal"
 
 
@@ -133,7 +138,7 @@ def test_trials_are_derived_and_checked(quick_params):
     params = copy.deepcopy(quick_params)
     check_params(params)
     params["seeds"] = [0, 1]
-    with pytest.raises(ConfigError, match="trials` does not match"):
+    with pytest.raises(ConfigError, match="`trials` or `trial_groups` does not match"):
         check_params(params)
     params["seeds"] = [0, 0]
     with pytest.raises(ConfigError, match="lists a seed twice"):

@@ -31,11 +31,12 @@ from lpa.config import resolve_trial
 from lpa.data import arrays, sources
 from lpa.data.errors import DatasetFormatError
 from lpa.data.pipeline import extract_dataset, preprocess_dataset
-from lpa.data.transforms import load_transform
+from lpa.data.conversion import ImageConversion
+from lpa.data.transforms import Transform, load_transform
 from lpa.engine import DeviceData, build_for_training, train
 from lpa.errors import DamagedFileError
 from lpa.layout import checkpoint_dir, model_file
-from lpa.modelfile import FORMAT, load_model, read_model_file, save_model
+from lpa.modelfile import FORMAT, load_model, model_preprocessing, read_model_file, save_model
 from lpa.params import compose_params_yaml
 from stages import download
 from tests.conftest import REPO, run_stage_in_process
@@ -67,14 +68,14 @@ def pristine(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def good_model(tmp_path_factory, params_text) -> Path:
     """A valid tiny model file of TRIAL (vgg at width 0.125), as the train stage writes it."""
-
-
     params = yaml.safe_load(params_text)
     params["model"]["width"] = 0.125
     config = resolve_trial(params, TRIAL)
     model = build_for_training(config, 10, 32, torch.device("cpu"))
     path = tmp_path_factory.mktemp("model") / "models" / SUITE / TRIAL / "model.pt"
-    save_model(path, model, config, 10, [str(d) for d in range(10)], 32)
+    transform = Transform("standardize", (3, 32, 32), mean=np.zeros(3, np.float32), std=np.ones(3, np.float32))
+    preprocessing = {"conversion": ImageConversion("grey", 32, 8).to_dict(), "transform": transform.to_bytes()}
+    save_model(path, model, config, 10, [str(d) for d in range(10)], 32, preprocessing)
     return path
 
 
@@ -355,6 +356,12 @@ def _misfit(record: dict) -> dict:
     (lambda r: _torch_bytes({**r, "config": {**r["config"], "model": {**r["config"]["model"], "name": "vgg99"}}}),
      "its config does not build a model"),
     (lambda r: _torch_bytes(_misfit(r)), "its weights do not fit its own config"),
+    (lambda r: _torch_bytes({**r, "format": "lpa.model/1"}), "older lpa format (lpa.model/1"),
+    (lambda r: _torch_bytes({**r, "preprocessing": None}), "has no preprocessing record"),
+    (lambda r: _torch_bytes({**r, "preprocessing": {**r["preprocessing"], "conversion": {"kind": "cmyk", "size": 32}}}),
+     "has a damaged preprocessing record (unknown image conversion 'cmyk'"),
+    (lambda r: _torch_bytes({**r, "preprocessing": {**r["preprocessing"], "conversion": {"kind": "rgb", "size": 80}}}),
+     "converts pictures to 80 pixels for a model of input size 32"),
 ])
 def test_model_file_of_another_format_names_the_file(tmp_path, good_model, content, says):
     path = tmp_path / "models" / SUITE / TRIAL / "model.pt"
@@ -369,6 +376,22 @@ def test_model_file_of_another_format_names_the_file(tmp_path, good_model, conte
 def test_good_model_file_still_loads(good_model):
     model, saved = load_model(good_model, torch.device("cpu"))
     assert saved["num_classes"] == 10 and saved["config"]["trial"] == TRIAL
+    conversion, transform = model_preprocessing(saved, good_model)
+    assert conversion == ImageConversion("grey", 32, 8) and transform.method == "standardize"
+
+
+def test_damaged_transform_inside_a_model_file_names_the_model(tmp_path, good_model):
+    record = _record(good_model)
+    record["preprocessing"] = {**record["preprocessing"], "transform": b"PK\x03\x04 not really a zip"}
+    path = tmp_path / "models" / SUITE / TRIAL / "model.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(_torch_bytes(record))
+    _, saved = load_model(path, torch.device("cpu"))
+    with pytest.raises(DamagedFileError) as err:
+        model_preprocessing(saved, path)
+    msg = one_line(err)
+    assert f"{path} (its preprocessing transform) is truncated or not a .npz archive" in msg
+    assert f"`dvc repro train@{TRIAL}`" in msg
 
 
 # ----------------------------------------------------------------------------- damaged checkpoint

@@ -49,6 +49,20 @@ def test_official_urls_and_md5s_match_torchvision():
         assert [ours.url, ours.filename, ours.md5] == SVHN.split_list[split]
 
 
+def test_every_dataset_declares_its_official_files():
+    import re
+
+    from lpa.data.params import DATASETS
+
+    assert set(sources.REMOTE_FILES) == set(DATASETS)
+    for name, files in sources.REMOTE_FILES.items():
+        for role, ours in files.items():
+            assert re.fullmatch(r"[0-9a-f]{32}", ours.md5), (name, role)
+            assert ours.url.startswith(("https://", "http://")) and ours.filename in ours.url, (name, role)
+            assert ours.size is None or ours.size > 0
+    assert set(pipeline.needed_files("cub200", {"crop": True, "image_size": 80})) == {"archive"}
+
+
 # ----------------------------------------------------------------------------- CIFAR
 
 
@@ -380,12 +394,13 @@ def test_bad_params_fail_before_any_download(tmp_path, monkeypatch):
 
     monkeypatch.setattr("lpa.data.fetch.ensure_file", no_download)
     cases = [
-        ("mnist", {}, "unknown dataset 'mnist'; allowed: cifar10, cifar100, svhn, digits, imagefolder"),
+        ("mnist", {}, "unknown dataset 'mnist'; allowed: cifar10, cifar100, svhn, digits, imagefolder, cub200"),
         ("svhn", {"use_extra": "yes"}, "use_extra='yes' is not allowed; it must be true or false"),
         ("cifar10", {"image_size": 32}, "unknown setting(s) image_size; allowed: source, imagefolder_root"),
         ("digits", {"test_fraction": 1.5}, "a number >= 0.05 and <= 0.95"),
         ("digits", {"image_size": 3}, "an integer >= 8 and <= 1024"),
         ("imagefolder", {"root": ""}, "a non-empty path"),
+        ("cub200", {"crop": 1}, "crop=1 is not allowed; it must be true or false"),
     ]
     for name, params, message in cases:
         with pytest.raises(DataParamError) as err:

@@ -72,8 +72,14 @@ def test_quick_suite_writes_every_output(repo: Path):
     assert set(summary["trials"]) == {"digits-vgg-seed0", "digits-vgg-att2-seed0"}
     assert summary["runs"]["digits-vgg"]["n"] == 1 and "ci95_low" not in summary["runs"]["digits-vgg"]["top1_error"]
     assert (repo / "reports/quick/intervals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for run in ("digits-vgg", "digits-vgg-att2"):  # robustness@: FGSM curve per trial, in the report
+        fgsm = json.loads((record(repo, f"{run}-seed0") / "robustness.json").read_text())["fgsm"]
+        assert list(fgsm["top1_error"]) == ["eps_0", "eps_2", "eps_4", "eps_8", "eps_16"] and fgsm["images"] == 200
+        assert summary["robustness"][run]["eps_0"] == fgsm["top1_error"]["eps_0"]
+    assert "## Robustness to adversarial noise (FGSM" in results
+    assert (repo / "reports/quick/robustness/digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plots = run_dvc("plots", "show", "--json", cwd=repo).stdout
-    assert "train/loss" in plots
+    assert "train/loss" in plots and "robustness.csv" in plots
 
 
 def test_attention_override_reruns_training_and_is_recorded(repo: Path):
@@ -131,7 +137,8 @@ def test_cifar_cpu_suite_plans_exactly_its_stages(tmp_path: Path):
     one_seed = {"cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep"}  # their own seeds: [0]
     trials = [f"{r}-seed{s}" for r in runs for s in ((0,) if r in one_seed else (0, 1, 2))]
     assert planned == {"download@cifar10", "preprocess@cifar10", "report",
-                       *(f"train@{t}" for t in trials), *(f"evaluate@{t}" for t in trials)}
+                       *(f"train@{t}" for t in trials), *(f"evaluate@{t}" for t in trials),
+                       *(f"robustness@{t}" for t in trials)}
 
 
 def test_dry_run_on_default_params_lists_the_paper_suite(tmp_path: Path):
@@ -140,11 +147,19 @@ def test_dry_run_on_default_params_lists_the_paper_suite(tmp_path: Path):
     repo = repo_snapshot(tmp_path)
     out = run_dvc("repro", "--dry", "--force", cwd=repo).stdout
     runs = yaml.safe_load((REPO / "params.yaml").read_text())["runs"]
-    for dataset in ("cifar10", "cifar100", "svhn", "digits"):
-        assert f"download@{dataset}" in out and f"preprocess@{dataset}" in out
-    for run in runs:
-        assert f"'train@{run}-seed0'" in out and f"'evaluate@{run}-seed0'" in out
-    assert "'report'" in out
+    order = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")]
+    for dataset in ("cifar10", "cifar100", "svhn", "digits", "cub200"):
+        assert f"download@{dataset}" in order and f"preprocess@{dataset}" in order
+    for run, spec in runs.items():
+        group = "finetune" if spec.get("init_from") else "train"
+        assert f"{group}@{run}-seed0" in order and f"evaluate@{run}-seed0" in order
+        assert f"robustness@{run}-seed0" in order
+    # the CUB runs start from the CIFAR-100 models: planned after them
+    for child, parent in (("cub200-vgg", "cifar100-vgg"), ("cub200-vgg-att2", "cifar100-vgg-att2"),
+                          ("cub200-vgg-att3", "cifar100-vgg-att3")):
+        assert runs[child]["init_from"] == parent
+        assert order.index(f"train@{parent}-seed0") < order.index(f"finetune@{child}-seed0")
+    assert order[-1] == "report"
 
 
 def test_a_killed_training_stage_resumes_from_its_checkpoint(repo: Path):

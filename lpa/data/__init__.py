@@ -7,6 +7,7 @@ stage) runs only that module, so a stage's import closure (and its dvc.yaml deps
     lpa.data.pipeline    extract_dataset (download@<ds>), preprocess_dataset (preprocess@<ds>)
     lpa.data.arrays      the on-disk arrays: read_split, read_meta, fingerprint
     lpa.data.transforms  fitted transforms: fit_transform, load_transform, apply_saved_transform
-    lpa.data.sources / fetch / cifar / svhn / digits / imagefolder   one source each
+    lpa.data.conversion  how a new picture becomes one of a dataset's images (lpa.predict, transfer)
+    lpa.data.sources / fetch / cifar / svhn / digits / imagefolder / cub / pasted_digits   one source each
     lpa.data.errors      DataError and its subclasses (user errors: one line, exit 1)
 """

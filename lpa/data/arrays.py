@@ -27,6 +27,7 @@ from lpa.files import atomic_path
 SPLITS = ("train", "test")
 META_FILE = "meta.json"
 TRANSFORM_FILE = "transform.npz"
+MASKS_FILE = "test_masks.npy"  # extracted only, where the dataset has object masks (bool N x H x W)
 META_KEYS = ("dataset", "classes", "num_classes", "image_shape", "dtype", "splits")
 # which stage writes a dataset directory, by the name of its parent folder (docs/contracts.md)
 WRITERS = {"extracted": "download", "processed": "preprocess"}
@@ -217,12 +218,17 @@ def write_extracted(out_dir: str | os.PathLike, name: str, data: RawDataset) -> 
         shapes.add(tuple(images.shape[1:]))
     if len(shapes) != 1:
         raise ValueError(f"{name}: train and test images differ in shape: {sorted(shapes)}")
+    test_images = data.split("test")[0]
+    if data.test_masks is not None and data.test_masks.shape != (test_images.shape[0], *test_images.shape[2:]):
+        raise ValueError(f"{name}: test masks of shape {data.test_masks.shape} for test images {test_images.shape}")
 
     def fill(tmp: Path) -> dict:
         for split in SPLITS:
             images, labels = data.split(split)
             np.save(tmp / images_file(split), np.ascontiguousarray(images), allow_pickle=False)
             np.save(tmp / labels_file(split), labels, allow_pickle=False)
+        if data.test_masks is not None:
+            np.save(tmp / MASKS_FILE, np.ascontiguousarray(data.test_masks, dtype=bool), allow_pickle=False)
         return {
             "dataset": name,
             "classes": list(data.classes),

@@ -10,6 +10,8 @@ from PIL import Image
 
 from lpa.data.types import RawDataset
 
+GREY_LEVELS = 17  # scikit-learn's digits have grey levels 0..16
+
 
 def resize_grey(images: np.ndarray, size: int) -> np.ndarray:
     """uint8 N x h x w -> uint8 N x 3 x size x size (bilinear, grey replicated to RGB)."""
@@ -25,7 +27,7 @@ def load_digits_dataset(image_size: int = 32, test_fraction: float = 0.2, split_
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    grey = np.clip(np.rint(digits.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+    grey = np.clip(np.rint(digits.images * (255.0 / (GREY_LEVELS - 1))), 0, 255).astype(np.uint8)
     images = resize_grey(grey, image_size)
     labels = digits.target.astype(np.int64)
     index = np.arange(labels.shape[0])

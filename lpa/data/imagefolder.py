@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from lpa.data.arrays import SPLITS
+from lpa.data.conversion import ImageConversion
 from lpa.data.errors import DatasetFormatError
 from lpa.data.types import RawDataset
 
@@ -92,14 +93,12 @@ def scan_imagefolder(root: str | os.PathLike) -> tuple[list[str], dict[str, list
 
 
 def _read_chunk(paths: list[str], size: int) -> np.ndarray:
-    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    conversion = ImageConversion("rgb", size)  # the same conversion lpa.predict gives a new picture
+    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as img:
-                img = img.convert("RGB")
-                if img.size != (size, size):
-                    img = img.resize((size, size), Image.Resampling.BILINEAR)
-                out[i] = np.asarray(img)
+                out[i] = conversion.convert(img)
         except IMAGE_ERRORS as err:
             first = (str(err).strip().splitlines() or [""])[0][:100]
             raise DatasetFormatError(f"cannot read image {path} ({type(err).__name__}: {first}); "
@@ -119,7 +118,7 @@ def read_images(paths: list[Path], size: int, workers: int | None = None) -> np.
         parts = [_read_chunk(c, size) for c in chunks]
     if not parts:
         return np.empty((0, 3, size, size), dtype=np.uint8)
-    return np.ascontiguousarray(np.concatenate(parts).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(np.concatenate(parts))
 
 
 def _fingerprint(root: Path, files: dict[str, list[tuple[Path, int]]]) -> dict:

@@ -16,7 +16,9 @@ import numpy as np
 
 from lpa.data import arrays
 from lpa.data.cifar import check_cifar_classes, load_cifar_archive
+from lpa.data.cub import load_cub_archive
 from lpa.data.digits import load_digits_dataset
+from lpa.data.pasted_digits import load_pasted_digits
 from lpa.data.errors import DataParamError, DatasetFormatError
 from lpa.data.fetch import ensure_file
 from lpa.data.imagefolder import load_imagefolder
@@ -94,6 +96,12 @@ def load_raw_dataset(
         data = load_digits_dataset(params["image_size"], params["test_fraction"], params["split_seed"])
     elif name == "imagefolder":
         data = load_imagefolder(params["root"], params["image_size"], workers=workers)
+    elif name == "pasted_digits":
+        data = load_pasted_digits(params["image_size"], params["digit_size"], params["test_fraction"],
+                                  params["split_seed"], params["seed"])
+    elif name == "cub200":
+        data = load_cub_archive(paths["archive"], params["image_size"], params["crop"], workers=workers)
+        data.source = {**_source(remote, raw_dir), **data.source}
     else:  # pragma: no cover - validate_download_params rejects unknown names
         raise DataParamError(f"unknown dataset {name!r}")
     return data

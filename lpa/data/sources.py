@@ -1,8 +1,10 @@
 """Where the datasets come from: official file names, URLs and MD5 checksums.
 
-The URLs and MD5s are the ones torchvision uses (`torchvision.datasets.CIFAR10/CIFAR100/SVHN`);
-`tests/test_data_sources.py` checks that they still agree. Sizes are for the documentation and
-for the "place the file by hand" message only; integrity is decided by the MD5.
+The CIFAR and SVHN URLs and MD5s are the ones torchvision uses
+(`torchvision.datasets.CIFAR10/CIFAR100/SVHN`); `tests/test_data_sources.py` checks that they still
+agree. torchvision has no CUB-200-2011 class: where its URL and MD5 come from is said next to
+CUB200_ARCHIVE. Sizes are for the documentation and for the "place the file by hand" message
+only; integrity is decided by the MD5.
 """
 from __future__ import annotations
 
@@ -50,6 +52,19 @@ SVHN_EXTRA = RemoteFile(
     1_329_278_602,
 )
 
+# CUB-200-2011 (https://www.vision.caltech.edu/datasets/cub_200_2011/), now hosted by CaltechDATA
+# (record 65de6-vp158). The URL is the one tensorflow_datasets' CaltechBirds2011 downloads
+# (tensorflow_datasets/image_classification/caltech_birds.py); the MD5 is the one every
+# torchvision-style loader checks for this archive (avalanche's CUB200.tgz_md5 in
+# avalanche/benchmarks/datasets/cub200/cub200.py, TDeVries' cub2011.py Cub2011.tgz_md5), and the
+# size is tensorflow_datasets' recorded size of the same archive (url_checksums/caltech_birds2011.txt).
+CUB200_ARCHIVE = RemoteFile(
+    "CUB_200_2011.tgz",
+    "https://data.caltech.edu/records/65de6-vp158/files/CUB_200_2011.tgz?download=1",
+    "97eceeb196236b17998738112f37df78",
+    1_150_585_339,
+)
+
 # Per dataset: role -> official file. Roles are what `extract_dataset(files=...)` overrides.
 REMOTE_FILES: dict[str, dict[str, RemoteFile]] = {
     "cifar10": {"archive": CIFAR10_ARCHIVE},
@@ -57,6 +72,8 @@ REMOTE_FILES: dict[str, dict[str, RemoteFile]] = {
     "svhn": {"train": SVHN_TRAIN, "test": SVHN_TEST, "extra": SVHN_EXTRA},
     "digits": {},
     "imagefolder": {},
+    "cub200": {"archive": CUB200_ARCHIVE},
+    "pasted_digits": {},  # generated from scikit-learn's bundled digits
 }
 
 # Top-level directory inside each official CIFAR archive and the files read from it.

@@ -20,6 +20,7 @@ epsilon, GCN settings, image shape); `apply_saved_transform(dir, uint8_images)` 
 from __future__ import annotations
 
 import functools
+import io
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -151,7 +152,8 @@ class Transform:
         d.update(self.info)
         return d
 
-    def save(self, path: str | os.PathLike) -> None:
+    def to_bytes(self) -> bytes:
+        """The transform.npz content: what `save` writes and a model file carries (lpa.modelfile)."""
         arrays = {
             "format_version": np.array(FORMAT_VERSION),
             "method": np.array(self.method),
@@ -166,32 +168,44 @@ class Transform:
             value = getattr(self, key)
             if value is not None:
                 arrays[key] = value
-        with open(path, "wb") as f:  # a file object: np.savez would append .npz to a name
-            np.savez(f, **arrays)
+        buffer = io.BytesIO()  # a file object: np.savez would append .npz to a name
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    def save(self, path: str | os.PathLike) -> None:
+        Path(path).write_bytes(self.to_bytes())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Transform:
         """The transform saved by `save`; DamagedFileError (naming the file and the stage to
         re-run) if it is truncated, overwritten, of another format or inconsistent."""
         path = Path(path)
-        redo = redo_advice(path.parent)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found; {redo_advice(path.parent)}")
+        return cls._read(path, str(path), redo_advice(path.parent))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str, redo: str) -> Transform:
+        """A transform from `to_bytes` content (carried in a model file); errors name `where`."""
+        return cls._read(io.BytesIO(data), where, redo)
+
+    @classmethod
+    def _read(cls, source, where: str, redo: str) -> Transform:
         try:
-            z = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise
+            z = np.load(source, allow_pickle=False)
         except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
-            raise DamagedFileError(f"{path} is truncated or not a .npz archive ({type(err).__name__}); {redo}") from None
+            raise DamagedFileError(f"{where} is truncated or not a .npz archive ({type(err).__name__}); {redo}") from None
         if not isinstance(z, np.lib.npyio.NpzFile):
-            raise DamagedFileError(f"{path} is not a .npz archive (it holds a single array); {redo}")
+            raise DamagedFileError(f"{where} is not a .npz archive (it holds a single array); {redo}")
         try:
             with z:
                 saved = {key: z[key] for key in z.files}
         except (ValueError, EOFError, OSError, zipfile.BadZipFile) as err:
-            raise DamagedFileError(f"{path} has a damaged entry ({type(err).__name__}: "
+            raise DamagedFileError(f"{where} has a damaged entry ({type(err).__name__}: "
                                    f"{' '.join(str(err).split())[:100]}); {redo}") from None
         fields = _transform_fields(saved)
         if isinstance(fields, str):
-            raise DamagedFileError(f"{path} {fields}; {redo}")
+            raise DamagedFileError(f"{where} {fields}; {redo}")
         return cls(**fields)
 
 

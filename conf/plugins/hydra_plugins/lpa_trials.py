@@ -1,4 +1,6 @@
-"""The `lpa_trials` resolver: params.yaml's `trials` = every (run, seed) pair of the suite.
+"""The `lpa_trials` and `lpa_trial_groups` resolvers: params.yaml's `trials` = every (run, seed)
+pair of the suite; `trial_groups` = which of them train from scratch (`train@<trial>`) and which
+start from another run's weights (`finetune@<trial>`, a run with `init_from`).
 
 DVC's `foreach` cannot nest and its `matrix` cannot look a run's dataset up, so the one-stage-
 per-seed expansion is done where params.yaml is composed: `trials: ${lpa_trials:${runs},${seeds}}`
@@ -38,12 +40,79 @@ def expand_trials(runs, seeds) -> dict:
     return trials
 
 
+def expand_trial_groups(runs, seeds) -> dict:
+    """{"train": {trial: {dataset}}, "finetune": {trial: {dataset, init_trial}}}: the two DVC stage
+    groups. A fine-tuned trial starts from its parent run's trial of the same seed (`init_trial`),
+    whose model file dvc.yaml makes a dependency of `finetune@<trial>`; DVC's `deps` cannot be
+    interpolated as a list, so the trials with a parent need a group of their own."""
+    groups = {"train": {}, "finetune": {}}
+    for trial, entry in expand_trials(runs, seeds).items():
+        parent = entry.get("init_from")
+        if parent:
+            groups["finetune"][trial] = {"dataset": entry.get("dataset"),
+                                         "init_trial": trial_name(str(parent), entry["seed"])}
+        else:
+            groups["train"][trial] = {"dataset": entry.get("dataset")}
+    return groups
+
+
+def expand_pairs(runs, others, trials, joiner: str, seeds=None) -> dict:
+    """{<trial><joiner><other>: {trial, dataset, other[, root]}} for every trial of the listed runs
+    and every other (a target dataset, or a segmentation dataset NAME=ROOT: its NAME, and ROOT), in
+    order; only the trials of `seeds` when it is a non-empty list."""
+    pairs = {}
+    for trial, entry in (trials or {}).items():
+        if not isinstance(entry, dict) or entry.get("run") not in (runs or []):
+            continue
+        if seeds and entry.get("seed") not in seeds:
+            continue
+        for other in others or []:
+            name, _, root = str(other).partition("=")
+            pairs[f"{trial}{joiner}{name}"] = {"trial": trial, "dataset": entry.get("dataset"), "other": name,
+                                               **({"root": root} if root else {})}
+    return pairs
+
+
+def _get(section, key):
+    return section.get(key) if isinstance(section, dict) else None
+
+
+def expand_transfer_pairs(section, trials) -> dict:
+    """transfer@<trial>-to-<target>: one stage per trial of transfer.runs (of transfer.seeds) and target."""
+    return expand_pairs(_get(section, "runs"), _get(section, "targets"), trials, "-to-", _get(section, "seeds"))
+
+
+def expand_segmentation_pairs(section, trials) -> dict:
+    """segment@<trial>-on-<name>: one stage per trial of segmentation.runs (of its seeds) and dataset."""
+    return expand_pairs(_get(section, "runs"), _get(section, "datasets"), trials, "-on-", _get(section, "seeds"))
+
+
+def _plain(node):
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
 def _resolve(runs, seeds):
-    plain_runs = OmegaConf.to_container(runs, resolve=True) if OmegaConf.is_config(runs) else runs
-    plain_seeds = OmegaConf.to_container(seeds, resolve=True) if OmegaConf.is_config(seeds) else seeds
     # a Container, not a dict: OmegaConf.resolve (run by DVC before dumping) only splices those in
-    return OmegaConf.create(expand_trials(plain_runs, plain_seeds))
+    return OmegaConf.create(expand_trials(_plain(runs), _plain(seeds)))
 
 
+def _resolve_groups(runs, seeds):
+    return OmegaConf.create(expand_trial_groups(_plain(runs), _plain(seeds)))
+
+
+def _resolve_transfer(section, trials):
+    return OmegaConf.create(expand_transfer_pairs(_plain(section), _plain(trials)))
+
+
+def _resolve_segmentation(section, trials):
+    return OmegaConf.create(expand_segmentation_pairs(_plain(section), _plain(trials)))
+
+
+if not OmegaConf.has_resolver("lpa_transfer_pairs"):
+    OmegaConf.register_new_resolver("lpa_transfer_pairs", _resolve_transfer)
+if not OmegaConf.has_resolver("lpa_segmentation_pairs"):
+    OmegaConf.register_new_resolver("lpa_segmentation_pairs", _resolve_segmentation)
 if not OmegaConf.has_resolver("lpa_trials"):
     OmegaConf.register_new_resolver("lpa_trials", _resolve)
+if not OmegaConf.has_resolver("lpa_trial_groups"):
+    OmegaConf.register_new_resolver("lpa_trial_groups", _resolve_groups)

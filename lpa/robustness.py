@@ -1,0 +1,123 @@
+"""The paper's robustness experiment: top-1 error under the fast gradient sign method (FGSM,
+Goodfellow et al. 2015), x' = clip(x + eps * sign(grad_x loss(f(T(x)), y)), 0, 255).
+
+x are the test images' pixels (0..255, before preprocessing) and T the run's fitted preprocessing
+as torch ops (lpa.pixel_transform), so the gradient is taken through GCN and ZCA (or the
+standardisation) to the pixels, and eps is in pixel units. The gradient is taken once per image at
+the clean point (FGSM is one step), then every epsilon is one forward pass. The model runs in eval
+mode (BN running statistics, no dropout) with its own autocast; the transform and the loss stay in
+float32. No DVC here: stages/robustness.py says where the files are.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lpa.data.arrays import read_meta, read_split
+from lpa.engine import autocast_dtype, pick_device
+from lpa.errors import DamagedFileError
+from lpa.files import write_bytes, write_json
+from lpa.modelfile import load_model, model_preprocessing
+from lpa.pixel_transform import PixelTransform
+
+PIXEL_MAX = 255.0
+
+
+def epsilon_key(eps: float) -> str:
+    """Metric name of an epsilon: eps_4, eps_0p5 ('.' would split the name in `dvc metrics`)."""
+    return "eps_" + f"{eps:g}".replace(".", "p")
+
+
+def attack_subset(labels: np.ndarray, images: int, seed: int) -> np.ndarray:
+    """Sorted indices of a fixed random subset of `images` test images (all if 0 or more than
+    there are): it depends on the seed and the split's size only, so every run of a dataset is
+    attacked on the same images."""
+    n = labels.shape[0]
+    if images == 0 or images >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=images, replace=False))
+
+
+def _logits(model, prep, pixels, amp_dtype, channels_last):
+    x = prep(pixels)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        logits, _ = model(x)
+    return logits.float()
+
+
+def fgsm_direction(model: torch.nn.Module, prep: PixelTransform, pixels: torch.Tensor, labels: torch.Tensor,
+                   amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> torch.Tensor:
+    """sign of d loss / d pixels at the clean images (float32, values in {-1, 0, 1})."""
+    x = pixels.detach().float().requires_grad_(True)
+    loss = F.cross_entropy(_logits(model, prep, x, amp_dtype, channels_last), labels)
+    (grad,) = torch.autograd.grad(loss, x)
+    return grad.sign()
+
+
+def fgsm_images(pixels: torch.Tensor, direction: torch.Tensor, eps: float) -> torch.Tensor:
+    """The attacked images: pixels + eps * direction, clipped to the valid range 0..255."""
+    return (pixels.float() + eps * direction).clamp(0.0, PIXEL_MAX)
+
+
+def fgsm_errors(model: torch.nn.Module, prep: PixelTransform, pixels: torch.Tensor, labels: torch.Tensor,
+                epsilons: Sequence[float], batch_size: int, amp_dtype: torch.dtype | None = None,
+                channels_last: bool = False) -> dict[float, float]:
+    """Top-1 error (percent) at each epsilon over all `pixels` (N x C x H x W, 0..255, on the
+    model's device). Wrong counts accumulate on the device: one host sync at the end."""
+    model.eval()
+    wrong = torch.zeros(len(epsilons), dtype=torch.int64, device=pixels.device)
+    for start in range(0, pixels.shape[0], batch_size):
+        x, y = pixels[start:start + batch_size], labels[start:start + batch_size]
+        direction = fgsm_direction(model, prep, x, y, amp_dtype, channels_last)
+        with torch.no_grad():
+            for k, eps in enumerate(epsilons):
+                pred = _logits(model, prep, fgsm_images(x, direction, eps), amp_dtype, channels_last).argmax(1)
+                wrong[k] += (pred != y).sum()
+    n = max(1, pixels.shape[0])
+    return {eps: 100.0 * w / n for eps, w in zip(epsilons, wrong.tolist())}
+
+
+def robustness_csv(errors: dict[float, float]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["epsilon", "top1_error"])
+    for eps, err in errors.items():
+        writer.writerow([f"{eps:g}", f"{err:.4f}"])
+    return out.getvalue().encode()
+
+
+def robustness_run(model_file: Path, data_dir: Path, out_dir: Path, settings: dict) -> dict:
+    """Everything `robustness@<trial>` writes: out_dir/robustness.json (top-1 error per epsilon,
+    nested for `dvc metrics`) and out_dir/robustness.csv (the curve, for `dvc plots`)."""
+    device = pick_device()
+    model, saved = load_model(model_file, device)
+    _, transform = model_preprocessing(saved, Path(model_file))
+    config = saved["config"]
+    extracted = Path(data_dir) / "extracted" / config["dataset"]
+    images, labels = read_split(extracted, "test")
+    if list(read_meta(extracted)["classes"]) != list(saved["classes"]) or tuple(images.shape[1:]) != transform.image_shape:
+        raise DamagedFileError(f"{model_file} was trained on {' x '.join(map(str, transform.image_shape))} images of "
+                               f"classes {', '.join(map(str, saved['classes'][:5]))}..., but {extracted} holds other "
+                               f"data now; re-run `dvc repro train@{config.get('trial', Path(model_file).parent.name)}`")
+    idx = attack_subset(labels, settings["images"], settings["subset_seed"])
+    pixels = torch.from_numpy(np.ascontiguousarray(images[idx])).to(device, torch.float32)
+    targets = torch.from_numpy(np.ascontiguousarray(labels[idx])).to(device, torch.int64)
+    prep = PixelTransform(transform).to(device)
+    train_cfg = config["train"]
+    errors = fgsm_errors(model, prep, pixels, targets, settings["epsilons"], settings["batch_size"],
+                         autocast_dtype(device, train_cfg["precision"]), train_cfg["channels_last"])
+    # numbers only, as every metrics file (dvc metrics); epsilons are pixel units, before preprocessing
+    record = {"fgsm": {"top1_error": {epsilon_key(e): round(v, 4) for e, v in errors.items()},
+                       "images": int(idx.shape[0]), "subset_seed": settings["subset_seed"]}}
+    out_dir = Path(out_dir)
+    write_json(out_dir / "robustness.json", record)
+    write_bytes(out_dir / "robustness.csv", robustness_csv(errors))
+    return record
