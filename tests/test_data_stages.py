@@ -58,7 +58,7 @@ def test_stage_rejects_an_unknown_dataset_in_one_line(tmp_path):
     result = run_module(["stages.download", "imagenet"], work)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: unknown dataset 'imagenet'; allowed: cifar10, cifar100, svhn, digits, imagefolder, cub200"
+        "error: unknown dataset 'imagenet'; allowed: cifar10, cifar100, svhn, digits, imagefolder, cub200, pasted_digits"
     ]
 
 

@@ -77,6 +77,16 @@ def test_quick_suite_writes_every_output(repo: Path):
         assert list(fgsm["top1_error"]) == ["eps_0", "eps_2", "eps_4", "eps_8", "eps_16"] and fgsm["images"] == 200
         assert summary["robustness"][run]["eps_0"] == fgsm["top1_error"]["eps_0"]
     assert "## Robustness to adversarial noise (FGSM" in results
+    for run in ("pasted-vgg-att2", "pasted-vgg-gap"):  # transfer@ and segment@ of the quick suite
+        moved = json.loads((record(repo, f"{run}-seed0") / "transfer/digits.json").read_text())["transfer"]
+        assert 0 <= moved["test"]["top1_error"] <= 100 and moved["test_images"] == 360
+        scored = json.loads((record(repo, f"{run}-seed0") / "segmentation/pasted.json").read_text())["jaccard"]
+        assert 0 <= scored["model"]["mean"] <= 1 and 0 <= scored["centre_prior"]["mean"] <= 1
+        assert sorted(p.name for p in (record(repo, f"{run}-seed0") / "segmentation/pasted").glob("*.png")) == \
+            [f"{d}.png" for d in range(10)]
+        assert summary["transfer"][run]["digits"] == moved["test"]["top1_error"]
+    assert "## Cross-domain classification" in results and "## Weakly supervised segmentation" in results
+    assert summary["segmentation"]["pasted"]["centre prior"]["mean"] >= 0
     assert (repo / "reports/quick/robustness/digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plots = run_dvc("plots", "show", "--json", cwd=repo).stdout
     assert "train/loss" in plots and "robustness.csv" in plots
@@ -132,13 +142,21 @@ def test_cifar_cpu_suite_plans_exactly_its_stages(tmp_path: Path):
     planned = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
     params = yaml.safe_load((repo / "params.yaml").read_text())
     runs = ["cifar10-cpu-vgg", "cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2", "cifar10-cpu-vgg-att2-dp",
-            "cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep"]
+            "cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep", "digits-cpu-vgg-att2",
+            "cifar10-cpu-vgg-att2-from-digits"]
     assert list(params["runs"]) == runs and params["seeds"] == [0, 1, 2]
-    one_seed = {"cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep"}  # their own seeds: [0]
+    one_seed = {"cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep", "digits-cpu-vgg-att2",
+                "cifar10-cpu-vgg-att2-from-digits"}  # their own seeds: [0]
     trials = [f"{r}-seed{s}" for r in runs for s in ((0,) if r in one_seed else (0, 1, 2))]
-    assert planned == {"download@cifar10", "preprocess@cifar10", "report",
-                       *(f"train@{t}" for t in trials), *(f"evaluate@{t}" for t in trials),
-                       *(f"robustness@{t}" for t in trials)}
+    finetuned = {"cifar10-cpu-vgg-att2-from-digits-seed0"}
+    transfer = [f"{r}-seed0-to-digits" for r in ("cifar10-cpu-vgg", "cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2",
+                                                 "cifar10-cpu-vgg-att3")]
+    segment = [f"{r}-seed0-on-pasted" for r in ("cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2", "cifar10-cpu-vgg-att3")]
+    assert planned == {*(f"{stage}@{ds}" for stage in ("download", "preprocess")
+                         for ds in ("cifar10", "digits", "pasted_digits")), "report",
+                       *(f"train@{t}" for t in trials if t not in finetuned), *(f"finetune@{t}" for t in finetuned),
+                       *(f"evaluate@{t}" for t in trials), *(f"robustness@{t}" for t in trials),
+                       *(f"transfer@{p}" for p in transfer), *(f"segment@{p}" for p in segment)}
 
 
 def test_dry_run_on_default_params_lists_the_paper_suite(tmp_path: Path):
