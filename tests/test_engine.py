@@ -40,13 +40,17 @@ def test_lr_schedules():
     cfg = {"lr": 1.0, "lr_decay": 0.0, "lr_schedule": {"kind": "step", "step_epochs": 25, "milestones": [],
                                                        "gamma": 0.5, "warmup_epochs": 0}}
     assert lr_at(cfg, 0, 0, 10) == 1.0 and lr_at(cfg, 25, 250, 10) == 0.5 and lr_at(cfg, 299, 0, 10) == 0.5 ** 11
-    cfg["lr_schedule"].update(kind="multistep", milestones=[60, 120, 160], gamma=0.2)
+    cfg["lr_schedule"].update(kind="multistep", milestones=[60, 120, 160], gamma=0.2, factors=[])
     assert lr_at(cfg, 59, 0, 10) == 1.0 and lr_at(cfg, 60, 0, 10) == pytest.approx(0.2)
     assert lr_at(cfg, 170, 0, 10) == pytest.approx(0.008)
     cfg["lr_schedule"].update(kind="constant", warmup_epochs=2)
     assert lr_at(cfg, 0, 0, 10) == pytest.approx(0.05) and lr_at(cfg, 2, 20, 10) == 1.0
     cfg["lr_decay"] = 1e-3
     assert lr_at(cfg, 5, 1000, 10) == pytest.approx(0.5)
+    # per-milestone factors (the official CUB schedule: x2, x2, then x0.5)
+    cfg["lr_decay"] = 0.0
+    cfg["lr_schedule"].update(kind="multistep", warmup_epochs=0, milestones=[30, 60, 90], factors=[2.0, 2.0, 0.5])
+    assert [lr_at(cfg, e, 0, 10) for e in (29, 30, 60, 90)] == pytest.approx([1.0, 2.0, 4.0, 2.0])
 
 
 def test_same_seed_same_result(tiny_config):
