@@ -69,7 +69,7 @@ def test_quick_suite_writes_every_output(repo: Path):
     results = (repo / "reports/quick/results.md").read_text()
     assert "digits-vgg-att2-seed0" in results and "(VGG-att2)-concat-pc" in results
     summary = json.loads((repo / "reports/quick/summary.json").read_text())
-    assert set(summary["trials"]) == {"digits-vgg-seed0", "digits-vgg-att2-seed0"}
+    assert set(summary["trials"]) == {f"{r}-seed0" for r in ("digits-vgg", "digits-vgg-att2", "pasted-vgg-att2", "pasted-vgg-gap")}
     assert summary["runs"]["digits-vgg"]["n"] == 1 and "ci95_low" not in summary["runs"]["digits-vgg"]["top1_error"]
     assert (repo / "reports/quick/intervals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for run in ("digits-vgg", "digits-vgg-att2"):  # robustness@: FGSM curve per trial, in the report
