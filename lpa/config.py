@@ -191,19 +191,6 @@ def expected_pairs(params: Mapping, section: str) -> dict:
     return expand(to_plain(params[section]), to_plain(params["trials"]))
 
 
-def check_section_seeds(params: Mapping, section: str) -> None:
-    """<section>.seeds: each once, and each a seed of at least one run the section lists."""
-    seeds = to_plain(params[section]["seeds"])
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{section}.seeds={seeds} lists a seed twice")
-    listed = to_plain(params[section]["runs"])
-    have = {s for r in listed for s in to_plain(params["runs"][r]).get("seeds", to_plain(params["seeds"]))}
-    missing = [s for s in seeds if s not in have]
-    if listed and missing:
-        raise ConfigError(f"{section}.seeds lists {missing}, a seed of none of {section}.runs "
-                          f"({', '.join(listed)}): their seeds are {sorted(have)}")
-
-
 def check_init_from(runs: Mapping, run: str, seeds: list) -> None:
     """runs.<run>.init_from names another run of the suite that has each of this run's seeds,
     without a cycle (a -> b -> a)."""
@@ -254,10 +241,9 @@ def check_params(params: Mapping) -> None:
                               f"({', '.join(params['data']['datasets'])}); add it there")
         check_init_from(to_plain(runs), run, to_plain(params["seeds"]))
     check_robustness(params["robustness"])
-    check_transfer(params["transfer"], runs, list(params["data"]["datasets"]))
-    check_segmentation(params["segmentation"], runs)
-    for section in ("transfer", "segmentation"):
-        check_section_seeds(params, section)
+    run_seeds = {run: to_plain(spec).get("seeds", to_plain(params["seeds"])) for run, spec in runs.items()}
+    check_transfer(params["transfer"], run_seeds, list(params["data"]["datasets"]))
+    check_segmentation(params["segmentation"], run_seeds)
     if to_plain(params["trials"]) != expected_trials(params) \
             or to_plain(params["trial_groups"]) != expected_trial_groups(params):
         raise ConfigError("params.yaml `trials` or `trial_groups` does not match `runs` x `seeds` (they are derived, "

@@ -24,7 +24,6 @@ from lpa.augment import augment_batch
 from lpa.checkpoint import config_hash, load_checkpoint, save_checkpoint
 from lpa.errors import ConfigError, NonFiniteLossError
 from lpa.models import build_model, options_of
-from lpa.warm_start import apply_warm_start
 
 # How often (in steps) the progress bar reads the device accumulators (a host sync, so not every
 # step). A non-finite loss is noticed at the next sync; the step it happened at is tracked on the
@@ -126,6 +125,14 @@ def build_for_training(config: Mapping, num_classes: int, input_size: int, devic
     if config["train"]["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def apply_warm_start(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
+    """Copy `state` (lpa.warm_start.plan_warm_start's tensors) into `model`; what it leaves out (the
+    class-specific tensors) keeps its seeded initialisation."""
+    unexpected = model.load_state_dict(dict(state), strict=False).unexpected_keys
+    if unexpected:  # plan_warm_start only plans tensors of this model
+        raise AssertionError(f"warm start planned tensors the model lacks: {unexpected[:6]}")
 
 
 def train_batch(model, optimizer, data: "DeviceData", idx: torch.Tensor, gen: torch.Generator,
@@ -280,6 +287,16 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     return TrainResult(model=model, history=history, resumed_from_epoch=start_epoch)
 
 
+def forward(model: torch.nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None,
+            channels_last: bool = False):
+    """model(x) -> (logits, maps) in the run's memory layout and autocast: every inference path
+    (predict, FGSM, features) goes through here; the training step keeps its own."""
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        return model(x)
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int, amp_dtype: torch.dtype | None = None,
             channels_last: bool = False, with_maps: bool = False):
@@ -287,11 +304,7 @@ def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int, amp_d
     model.eval()
     logits, maps = [], []
     for i in range(0, images.shape[0], batch_size):
-        x = images[i:i + batch_size]
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            out, level_maps = model(x)
+        out, level_maps = forward(model, images[i:i + batch_size], amp_dtype, channels_last)
         logits.append(out.float().cpu())
         if with_maps:
             maps.append([m.float().cpu() for m in level_maps])

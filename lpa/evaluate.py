@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lpa.data.arrays import read_meta, read_split
-from lpa.engine import DeviceData, autocast_dtype, pick_device, predict
-from lpa.errors import DamagedFileError
+from lpa.data.arrays import read_split
+from lpa.engine import DeviceData, pick_device
 from lpa.figures import fixed_image_indices, overlay_titles, save_attention_overlays
 from lpa.files import atomic_path, write_json
 from lpa.metrics import (
@@ -17,7 +16,7 @@ from lpa.metrics import (
     write_confusion_csv,
     write_per_class_csv,
 )
-from lpa.modelfile import load_model
+from lpa.modelfile import load_trained
 
 OVERLAY_IMAGES = 16
 
@@ -30,21 +29,13 @@ def evaluate_run(model_file: Path, data_dir: Path, out_dir: Path) -> dict:
     (data_dir/extracted) -> out_dir/attention/level<k>.png. Returns the metrics.
     """
     device = pick_device()
-    model, saved = load_model(model_file, device)
-    config, classes = saved["config"], saved["classes"]
+    trained = load_trained(model_file, device)
+    config, saved, classes = trained.config, trained.saved, trained.saved["classes"]
     processed = Path(data_dir) / "processed" / config["dataset"]
+    trained.check_data(processed)
     images, labels = read_split(processed, "test")
-    shape = tuple(images.shape[1:])
-    if shape[-1] != saved["input_size"] or list(read_meta(processed)["classes"]) != list(classes):
-        raise DamagedFileError(
-            f"{model_file} was trained on {saved['input_size']}x{saved['input_size']} images of "
-            f"{saved['num_classes']} classes, but {processed} now holds {'x'.join(map(str, shape))} images of "
-            f"classes {', '.join(map(str, read_meta(processed)['classes'][:5]))}...: the data changed since "
-            f"training; re-run `dvc repro train@{config.get('trial', Path(model_file).parent.name)}`")
-    amp_dtype = autocast_dtype(device, config["train"]["precision"])
-    channels_last = config["train"]["channels_last"]
     test = DeviceData.from_arrays(images, labels, device)
-    logits = predict(model, test.images, config["train"]["eval_batch_size"], amp_dtype, channels_last)
+    logits = trained.predict(test.images)
 
     out_dir = Path(out_dir)
     metrics = classification_metrics(logits, labels, saved["num_classes"])
@@ -53,7 +44,7 @@ def evaluate_run(model_file: Path, data_dir: Path, out_dir: Path) -> dict:
     write_confusion_csv(out_dir / "confusion.csv", labels, metrics["predictions"], classes)
 
     idx = fixed_image_indices(labels, OVERLAY_IMAGES)
-    _, maps = predict(model, test.images[idx], OVERLAY_IMAGES, amp_dtype, channels_last, with_maps=True)
+    _, maps = trained.predict(test.images[idx], with_maps=True)
     originals, _ = read_split(Path(data_dir) / "extracted" / config["dataset"], "test")
     titles = overlay_titles(labels[idx], metrics["predictions"][idx], classes)
     with atomic_path(out_dir / "attention", directory=True) as tmp:

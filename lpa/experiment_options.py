@@ -55,6 +55,17 @@ SEGMENTATION_SETTINGS: dict = {
 }
 
 
+def epsilon_key(eps: float) -> str:
+    """The metric name of an epsilon in robustness.json and summary.json: eps_4, eps_0p5 ('.' would
+    split the name in `dvc metrics`)."""
+    return "eps_" + f"{eps:g}".replace(".", "p")
+
+
+def key_epsilon(key: str) -> float:
+    """The epsilon of an `epsilon_key` name."""
+    return float(key[len("eps_"):].replace("p", "."))
+
+
 def check_robustness(section: Mapping) -> dict:
     """The checked `robustness` section: epsilons non-empty, increasing, each once."""
     section = check_section(section, ROBUSTNESS_SETTINGS, "robustness")
@@ -69,14 +80,32 @@ def _unique(values: list, where: str) -> None:
         raise ConfigError(f"{where}={values} lists an entry twice")
 
 
-def check_transfer(section: Mapping, runs: Mapping, datasets: list) -> dict:
-    """The checked `transfer` section: known runs and datasets, each once, a C grid."""
+def _check_names(values: list, known: list, where: str, what: str) -> None:
+    _unique(values, where)
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ConfigError(f"{where} names {unknown}, not in {what} ({', '.join(map(str, known))})")
+
+
+def _check_runs_and_seeds(section: Mapping, name: str, run_seeds: Mapping[str, list]) -> None:
+    """<name>.runs: runs of the suite, each once; <name>.seeds: each once, each a seed of a listed run."""
+    _check_names(section["runs"], list(run_seeds), f"{name}.runs", "runs")
+    seeds = section["seeds"]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{name}.seeds={seeds} lists a seed twice")
+    have = {s for run in section["runs"] for s in run_seeds[run]}
+    missing = [s for s in seeds if s not in have]
+    if section["runs"] and missing:
+        raise ConfigError(f"{name}.seeds lists {missing}, a seed of none of {name}.runs "
+                          f"({', '.join(section['runs'])}): their seeds are {sorted(have)}")
+
+
+def check_transfer(section: Mapping, run_seeds: Mapping[str, list], datasets: list) -> dict:
+    """The checked `transfer` section: known runs (each run's seeds in `run_seeds`) and seeds,
+    known target datasets, each once, a C grid."""
     section = check_section(section, TRANSFER_SETTINGS, "transfer")
-    for key, known, what in (("runs", list(runs), "runs"), ("targets", list(datasets), "data.datasets")):
-        _unique(section[key], f"transfer.{key}")
-        unknown = [v for v in section[key] if v not in known]
-        if unknown:
-            raise ConfigError(f"transfer.{key} names {unknown}, not in {what} ({', '.join(map(str, known))})")
+    _check_runs_and_seeds(section, "transfer", run_seeds)
+    _check_names(section["targets"], list(datasets), "transfer.targets", "data.datasets")
     if not section["C_grid"]:
         raise ConfigError("transfer.C_grid is empty; list at least one C, e.g. [0.01, 0.1, 1, 10]")
     return section
@@ -96,12 +125,9 @@ def segmentation_roots(section: Mapping) -> dict[str, str]:
     return roots
 
 
-def check_segmentation(section: Mapping, runs: Mapping) -> dict:
-    """The checked `segmentation` section: known runs, each once; datasets NAME=ROOT."""
+def check_segmentation(section: Mapping, run_seeds: Mapping[str, list]) -> dict:
+    """The checked `segmentation` section: known runs and seeds, each once; datasets NAME=ROOT."""
     section = check_section(section, SEGMENTATION_SETTINGS, "segmentation")
-    _unique(section["runs"], "segmentation.runs")
-    unknown = [r for r in section["runs"] if r not in runs]
-    if unknown:
-        raise ConfigError(f"segmentation.runs names {unknown}, not in runs ({', '.join(map(str, runs))})")
+    _check_runs_and_seeds(section, "segmentation", run_seeds)
     segmentation_roots(section)
     return section

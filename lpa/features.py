@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from lpa.engine import forward
 from lpa.errors import ConfigError
 from lpa.warm_start import class_specific_keys
 
@@ -63,12 +64,8 @@ def extract_features(model: torch.nn.Module, config: Mapping, num_classes: int, 
     out = []
     try:
         for start in range(0, images.shape[0], batch_size):
-            x = images[start:start + batch_size]
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
             captured.clear()
-            with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                model(x)
+            forward(model, images[start:start + batch_size], amp_dtype, channels_last)
             out.append(torch.cat(captured, dim=1).cpu())
     finally:
         for handle in handles:

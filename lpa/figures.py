@@ -85,7 +85,7 @@ def _as_maps(m: Any, n: int) -> np.ndarray:
     return a
 
 
-def _upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def upsample_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear (align_corners=False, as F.interpolate / the ports' visualisations) to ``size``."""
     t = torch.from_numpy(np.ascontiguousarray(maps))[:, None]
     if tuple(t.shape[-2:]) != tuple(size):
@@ -115,6 +115,14 @@ def _to_hwc_uint8(images: Any) -> np.ndarray:
         raise ValueError(f"images must be uint8 (the unprocessed images), got {a.dtype}")
     a = np.transpose(a, (0, 2, 3, 1))
     return np.repeat(a, 3, axis=3) if a.shape[3] == 1 else a
+
+
+def _colorbar(fig: Figure, rect: tuple[float, float, float, float], label: str) -> None:
+    """The overlays' horizontal 'jet' scale, lowest to highest, at `rect` of the figure."""
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=CMAP), cax=fig.add_axes(rect),
+                       orientation="horizontal", ticks=[0.0, 1.0])
+    bar.ax.set_xticklabels(["lowest", "highest"])
+    bar.set_label(label, fontsize=8)
 
 
 def save_attention_overlays(images_uint8: Any, maps: Sequence[Any] | None, out_dir: str | os.PathLike,
@@ -147,7 +155,7 @@ def save_attention_overlays(images_uint8: Any, maps: Sequence[Any] | None, out_d
     written = []
     for level, level_maps in enumerate(maps, start=1):
         raw = _as_maps(level_maps, n)
-        shown = _minmax(_upsample(raw, (h, w)))
+        shown = _minmax(upsample_maps(raw, (h, w)))
         # each cell is a pair, the picture as it is and the map over it: at 32x32 an overlay alone
         # hides the object it is meant to explain
         fig = Figure(figsize=(2.2 * 2 * GRID, 2.3 * GRID + 1.0), dpi=100)
@@ -169,12 +177,8 @@ def save_attention_overlays(images_uint8: Any, maps: Sequence[Any] | None, out_d
                 left.text(1.03, 1.04, str(titles[i]), transform=left.transAxes, ha="center",
                           va="bottom", fontsize=8, color="firebrick" if "wrong" in str(titles[i]) else "black")
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.12, top=0.92, wspace=0.06, hspace=0.28)
-        cax = fig.add_axes((0.3, 0.07, 0.4, 0.018))
-        bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=CMAP), cax=cax, orientation="horizontal",
-                           ticks=[0.0, 1.0])
-        bar.ax.set_xticklabels(["lowest", "highest"])
-        bar.set_label("attention weight, scaled to [0, 1] per image (absolute scales differ between "
-                      "levels and images)", fontsize=8)
+        _colorbar(fig, (0.3, 0.07, 0.4, 0.018), "attention weight, scaled to [0, 1] per image (absolute scales "
+                                                "differ between levels and images)")
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         written.append(write_bytes(out_dir / f"level{level}.png", buf.getvalue()))
@@ -203,7 +207,7 @@ def save_prediction_figure(picture: np.ndarray, maps: Sequence[Any], path: str |
     axes[0].set_title("picture" if maps else "picture (this model has no attention maps)", fontsize=9)
     for level, (ax, level_map) in enumerate(zip(axes[1:], maps), start=1):
         raw = np.asarray(to_numpy(level_map), dtype=np.float32).reshape(1, *np.shape(level_map)[-2:])
-        shown = _minmax(_upsample(raw, (h, w)))[0]
+        shown = _minmax(upsample_maps(raw, (h, w)))[0]
         ax.imshow(picture)
         ax.imshow(shown, cmap=CMAP, alpha=ALPHA, vmin=0.0, vmax=1.0, interpolation="bilinear")
         ax.set_title(f"level {level}: {raw.shape[1]}x{raw.shape[2]} map", fontsize=9)
@@ -211,11 +215,7 @@ def save_prediction_figure(picture: np.ndarray, maps: Sequence[Any], path: str |
         ax.set_axis_off()
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.26 if maps else 0.03, top=0.84, wspace=0.04)
     if maps:
-        cax = fig.add_axes((0.3, 0.14, 0.4, 0.03))
-        bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), cmap=CMAP), cax=cax, orientation="horizontal",
-                           ticks=[0.0, 1.0])
-        bar.ax.set_xticklabels(["lowest", "highest"])
-        bar.set_label("attention weight, scaled to [0, 1] per map", fontsize=8)
+        _colorbar(fig, (0.3, 0.14, 0.4, 0.03), "attention weight, scaled to [0, 1] per map")
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return write_bytes(Path(path), buf.getvalue())

@@ -6,8 +6,10 @@ the train stage; resumable training state is lpa.checkpoint's, outside DVC.
 """
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,7 +18,7 @@ from lpa.checkpoint import TORCH_LOAD_ERRORS, load_error_reason
 from lpa.data.arrays import read_meta
 from lpa.data.conversion import ImageConversion, conversion_for
 from lpa.data.transforms import Transform, load_transform
-from lpa.engine import build_for_training
+from lpa.engine import autocast_dtype, build_for_training, predict
 from lpa.errors import DamagedFileError
 from lpa.files import write_bytes
 
@@ -26,10 +28,11 @@ KEYS = ("format", "config", "num_classes", "classes", "input_size", "preprocessi
 CONFIG_TRAIN_KEYS = ("channels_last", "precision", "eval_batch_size")
 
 
-def preprocessing_record(processed_dir: Path) -> dict:
+def preprocessing_record(processed_dir: Path, meta: Mapping | None = None) -> dict:
     """What a model trained on data/processed/<dataset> needs to be given a new picture: the
-    dataset's image conversion and the fitted transform (transform.npz's bytes)."""
-    return {"conversion": conversion_for(read_meta(processed_dir)).to_dict(),
+    dataset's image conversion and the fitted transform (transform.npz's bytes). `meta`: the
+    directory's meta.json when the caller has already read it."""
+    return {"conversion": conversion_for(meta if meta is not None else read_meta(processed_dir)).to_dict(),
             "transform": load_transform(processed_dir).to_bytes()}
 
 
@@ -129,3 +132,63 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise DamagedFileError(f"{path}: its weights do not fit its own config ({first}); {_redo(path, saved)}") from None
     return model, saved
+
+
+@dataclass
+class TrainedModel:
+    """A saved run ready for inference, with how its training ran it (autocast, memory layout,
+    batch size) and how it takes a new picture (`conversion`, then `transform`). What predict, the
+    evaluate stage and the experiments' stages share instead of each re-reading the config."""
+
+    path: Path
+    model: torch.nn.Module
+    saved: dict
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    batch_size: int
+
+    @property
+    def config(self) -> dict:
+        return self.saved["config"]
+
+    @property
+    def trial(self) -> str:
+        return self.config.get("trial", self.path.parent.name)
+
+    @functools.cached_property
+    def _preprocessing(self) -> tuple[ImageConversion, Transform]:
+        return model_preprocessing(self.saved, self.path)
+
+    @property
+    def conversion(self) -> ImageConversion:
+        return self._preprocessing[0]
+
+    @property
+    def transform(self) -> Transform:
+        return self._preprocessing[1]
+
+    def check_data(self, directory: Path) -> None:
+        """DamagedFileError unless dataset `directory` (extracted or processed) still holds images of
+        this model's size and classes: data changed under a trained model is retrained, not misread."""
+        meta = read_meta(directory)
+        shape, classes = list(meta["image_shape"]), list(meta["classes"])
+        size, own = self.saved["input_size"], list(self.saved["classes"])
+        if shape[-1] != size or shape[-2] != size or classes != own:
+            raise DamagedFileError(
+                f"{self.path} was trained on {size}x{size} images of {len(own)} classes "
+                f"({', '.join(map(str, own[:5]))}...), but {directory} holds other data now "
+                f"({'x'.join(map(str, shape))} images of classes {', '.join(map(str, classes[:5]))}...): "
+                f"the data changed since training; re-run `dvc repro train@{self.trial}`")
+
+    def predict(self, inputs: torch.Tensor, with_maps: bool = False):
+        """engine.predict with this run's batch size, autocast and layout."""
+        return predict(self.model, inputs, self.batch_size, self.amp_dtype, self.channels_last, with_maps=with_maps)
+
+
+def load_trained(path: Path, device: torch.device) -> TrainedModel:
+    """load_model, plus the inference settings its config holds (train.precision for `device`,
+    train.channels_last, train.eval_batch_size)."""
+    model, saved = load_model(path, device)
+    train_cfg = saved["config"]["train"]
+    return TrainedModel(Path(path), model, saved, autocast_dtype(device, train_cfg["precision"]),
+                        train_cfg["channels_last"], train_cfg["eval_batch_size"])

@@ -25,12 +25,11 @@ from PIL import Image, ImageOps
 from tabulate import tabulate
 
 from lpa.data.conversion import ImageConversion
-from lpa.data.imagefolder import IMAGE_ERRORS
-from lpa.data.transforms import Transform
-from lpa.engine import autocast_dtype, pick_device, predict
+from lpa.data.imagefolder import IMAGE_ERRORS, image_files
+from lpa.engine import pick_device
 from lpa.errors import DamagedFileError
 from lpa.figures import save_prediction_figure
-from lpa.modelfile import load_model, model_preprocessing
+from lpa.modelfile import TrainedModel, load_trained
 
 # what a folder contributes: Pillow reads more, but these are the pictures people keep
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -54,8 +53,7 @@ def find_pictures(paths: list[str]) -> tuple[list[Path], list[str]]:
     for name in paths:
         path = Path(name)
         if path.is_dir():
-            inside = sorted(p for p in path.iterdir()
-                            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+            inside = image_files(path, IMAGE_SUFFIXES)
             if not inside:
                 problems.append(f"{path} holds no pictures ({', '.join(IMAGE_SUFFIXES)})")
             found.extend(inside)
@@ -90,17 +88,14 @@ def figure_path(out_dir: Path, picture: Path, taken: set[Path]) -> Path:
     return path
 
 
-def classify(model: torch.nn.Module, saved: dict, transform: Transform, pictures: list[Picture],
-             device: torch.device, top_k: int) -> tuple[list[list[tuple[str, float]]], list[list[np.ndarray]]]:
+def classify(trained: TrainedModel, pictures: list[Picture], device: torch.device,
+             top_k: int) -> tuple[list[list[tuple[str, float]]], list[list[np.ndarray]]]:
     """Per picture: the top-k (class, probability) and one (h, w) attention map per level."""
-    train_cfg = saved["config"]["train"]
-    inputs = transform.apply(np.stack([p.converted for p in pictures]))
-    logits, maps = predict(model, torch.from_numpy(inputs).to(device), train_cfg["eval_batch_size"],
-                           autocast_dtype(device, train_cfg["precision"]), train_cfg["channels_last"],
-                           with_maps=True)
+    inputs = trained.transform.apply(np.stack([p.converted for p in pictures]))
+    logits, maps = trained.predict(torch.from_numpy(inputs).to(device), with_maps=True)
     probs = torch.softmax(logits.float(), dim=1)
     top = probs.topk(min(top_k, probs.shape[1]), dim=1)
-    classes = saved["classes"]
+    classes = trained.saved["classes"]
     ranked = [[(str(classes[c]), float(p)) for p, c in zip(ps.tolist(), cs.tolist())]
               for ps, cs in zip(top.values, top.indices)]
     per_picture = [[level[i, 0].numpy() for level in maps] for i in range(len(pictures))]
@@ -132,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     device = pick_device() if args.device == "auto" else torch.device(args.device)
     try:  # the model first: a bad model file stops everything before any picture is read
-        model, saved = load_model(Path(args.model), device)
-        conversion, transform = model_preprocessing(saved, Path(args.model))
+        trained = load_trained(Path(args.model), device)
+        conversion = trained.conversion
     except (DamagedFileError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -150,11 +145,11 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     if pictures:
-        ranked, maps = classify(model, saved, transform, pictures, device, args.top_k)
+        ranked, maps = classify(trained, pictures, device, args.top_k)
         out_dir, taken = Path(args.out), set()
         for picture, top, level_maps in zip(pictures, ranked, maps):
             label, prob = top[0]
-            title = f"{picture.path.name}: {label} ({prob:.1%})  [{saved['config'].get('trial', 'model')}]"
+            title = f"{picture.path.name}: {label} ({prob:.1%})  [{trained.trial}]"
             try:
                 figure = save_prediction_figure(picture.shown, level_maps, figure_path(out_dir, picture.path, taken),
                                                 title)

@@ -48,7 +48,7 @@ import json
 import math
 import re
 from numbers import Real
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,7 @@ def load_deviations(path: str | Path | None = None) -> list[dict]:
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """``{run, trial, seed, config, metrics}`` from a trial's record directory
+    """``{run, trial, seed, config, metrics, dir}`` from a trial's record directory
     (``reports/<suite>/runs/<trial>/{config.json, metrics.json}``); a missing or damaged file is
     one DamagedFileError naming it and the stage to re-run."""
     run_dir = Path(run_dir)
@@ -245,7 +245,7 @@ def load_run(run_dir: str | Path) -> dict:
         raise DamagedFileError(f"{run_dir / 'metrics.json'} has no test.top1_error; "
                                f"re-run `dvc repro -f evaluate@{run_dir.name}`")
     return {"run": config.get("run", run_dir.name), "trial": config.get("trial", run_dir.name),
-            "seed": config.get("seed"), "config": config, "metrics": metrics}
+            "seed": config.get("seed"), "config": config, "metrics": metrics, "dir": run_dir}
 
 
 def load_trials(run_dirs: Sequence[Path]) -> tuple[list[dict], list[str]]:
@@ -256,6 +256,23 @@ def load_trials(run_dirs: Sequence[Path]) -> tuple[list[dict], list[str]]:
     done = [Path(d) for d in run_dirs if (Path(d) / "metrics.json").exists()]
     missing = [Path(d).name for d in run_dirs if Path(d) not in done]
     return [load_run(d) for d in done], missing
+
+
+def trial_columns(record: Mapping) -> dict:
+    """The columns every experiment's table row starts with, from a trial's record (load_run)."""
+    config = record["config"]
+    return {"run": record["run"], "dataset": config["dataset"], "config": paper_notation(config),
+            "attention": bool(config.get("attention")), "seed": record["seed"]}
+
+
+def read_record(path: Path, what: str, stage: str, extract: Callable[[Any], Any]) -> Any:
+    """`extract` of the JSON a stage wrote at `path`; a file that is not JSON, or whose JSON lacks
+    what `extract` reads, is one DamagedFileError naming it and the stage to re-run."""
+    try:
+        return extract(json.loads(Path(path).read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise DamagedFileError(f"{path} is not a {what} record ({type(err).__name__}); "
+                               f"re-run `dvc repro -f {stage}`") from None
 
 
 def _read_json(path: Path, stage: str) -> dict:

@@ -19,19 +19,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpa.data.arrays import read_meta, read_split
-from lpa.engine import autocast_dtype, pick_device
-from lpa.errors import DamagedFileError
+from lpa.data.arrays import read_split
+from lpa.engine import forward, pick_device
+from lpa.experiment_options import epsilon_key
 from lpa.files import write_bytes, write_json
-from lpa.modelfile import load_model, model_preprocessing
+from lpa.modelfile import load_trained
 from lpa.pixel_transform import PixelTransform
 
 PIXEL_MAX = 255.0
-
-
-def epsilon_key(eps: float) -> str:
-    """Metric name of an epsilon: eps_4, eps_0p5 ('.' would split the name in `dvc metrics`)."""
-    return "eps_" + f"{eps:g}".replace(".", "p")
 
 
 def attack_subset(labels: np.ndarray, images: int, seed: int) -> np.ndarray:
@@ -45,11 +40,7 @@ def attack_subset(labels: np.ndarray, images: int, seed: int) -> np.ndarray:
 
 
 def _logits(model, prep, pixels, amp_dtype, channels_last):
-    x = prep(pixels)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        logits, _ = model(x)
+    logits, _ = forward(model, prep(pixels), amp_dtype, channels_last)
     return logits.float()
 
 
@@ -98,22 +89,16 @@ def robustness_run(model_file: Path, data_dir: Path, out_dir: Path, settings: di
     """Everything `robustness@<trial>` writes: out_dir/robustness.json (top-1 error per epsilon,
     nested for `dvc metrics`) and out_dir/robustness.csv (the curve, for `dvc plots`)."""
     device = pick_device()
-    model, saved = load_model(model_file, device)
-    _, transform = model_preprocessing(saved, Path(model_file))
-    config = saved["config"]
-    extracted = Path(data_dir) / "extracted" / config["dataset"]
+    trained = load_trained(model_file, device)
+    extracted = Path(data_dir) / "extracted" / trained.config["dataset"]
+    trained.check_data(extracted)
     images, labels = read_split(extracted, "test")
-    if list(read_meta(extracted)["classes"]) != list(saved["classes"]) or tuple(images.shape[1:]) != transform.image_shape:
-        raise DamagedFileError(f"{model_file} was trained on {' x '.join(map(str, transform.image_shape))} images of "
-                               f"classes {', '.join(map(str, saved['classes'][:5]))}..., but {extracted} holds other "
-                               f"data now; re-run `dvc repro train@{config.get('trial', Path(model_file).parent.name)}`")
     idx = attack_subset(labels, settings["images"], settings["subset_seed"])
     pixels = torch.from_numpy(np.ascontiguousarray(images[idx])).to(device, torch.float32)
     targets = torch.from_numpy(np.ascontiguousarray(labels[idx])).to(device, torch.int64)
-    prep = PixelTransform(transform).to(device)
-    train_cfg = config["train"]
-    errors = fgsm_errors(model, prep, pixels, targets, settings["epsilons"], settings["batch_size"],
-                         autocast_dtype(device, train_cfg["precision"]), train_cfg["channels_last"])
+    prep = PixelTransform(trained.transform).to(device)
+    errors = fgsm_errors(trained.model, prep, pixels, targets, settings["epsilons"], settings["batch_size"],
+                         trained.amp_dtype, trained.channels_last)
     # numbers only, as every metrics file (dvc metrics); epsilons are pixel units, before preprocessing
     record = {"fgsm": {"top1_error": {epsilon_key(e): round(v, 4) for e, v in errors.items()},
                        "images": int(idx.shape[0]), "subset_seed": settings["subset_seed"]}}

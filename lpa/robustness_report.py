@@ -5,7 +5,6 @@ one figure per dataset with the attention runs and their baselines, as the paper
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,15 +13,11 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lpa.errors import DamagedFileError
+from lpa.experiment_options import epsilon_key, key_epsilon
 from lpa.files import write_bytes
-from lpa.report import paper_notation
+from lpa.report import read_record, trial_columns
 
 RECORD = "robustness.json"
-
-
-def _epsilon(key: str) -> float:
-    return float(key[len("eps_"):].replace("p", "."))
 
 
 def load_robustness(records: Sequence[Mapping], run_dirs: Sequence[Path]) -> pd.DataFrame:
@@ -33,17 +28,10 @@ def load_robustness(records: Sequence[Mapping], run_dirs: Sequence[Path]) -> pd.
         path = Path(run_dir) / RECORD
         if not path.exists():
             continue
-        try:
-            curve = json.loads(path.read_text(encoding="utf-8"))["fgsm"]["top1_error"]
-            points = {_epsilon(k): float(v) for k, v in curve.items()}
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise DamagedFileError(f"{path} is not a robustness record ({type(err).__name__}); "
-                                   f"re-run `dvc repro -f robustness@{Path(run_dir).name}`") from None
-        config = record["config"]
+        points = read_record(path, "robustness", f"robustness@{Path(run_dir).name}", lambda saved: {
+            key_epsilon(k): float(v) for k, v in saved["fgsm"]["top1_error"].items()})
         for eps, err in points.items():
-            rows.append({"run": record["run"], "dataset": config["dataset"], "config": paper_notation(config),
-                         "attention": bool(config.get("attention")), "seed": record["seed"],
-                         "epsilon": eps, "top1_error": err})
+            rows.append({**trial_columns(record), "epsilon": eps, "top1_error": err})
     return pd.DataFrame(rows, columns=["run", "dataset", "config", "attention", "seed", "epsilon", "top1_error"])
 
 
@@ -60,7 +48,7 @@ def robustness_json(summary: pd.DataFrame) -> dict:
     """{run: {eps_k: mean top-1 error}} for summary.json."""
     out: dict = {}
     for row in summary.itertuples():
-        out.setdefault(row.run, {})["eps_" + f"{row.epsilon:g}".replace(".", "p")] = round(float(row.mean), 4)
+        out.setdefault(row.run, {})[epsilon_key(row.epsilon)] = round(float(row.mean), 4)
     return out
 
 

@@ -24,20 +24,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
 from lpa.data.arrays import MASKS_FILE, META_FILE, read_meta, read_split
-from lpa.data.conversion import ImageConversion
 from lpa.data.errors import DatasetFormatError
-from lpa.data.imagefolder import IMAGE_ERRORS, IMAGE_EXTENSIONS
-from lpa.data.transforms import Transform
-from lpa.engine import autocast_dtype, pick_device, predict
+from lpa.data.imagefolder import IMAGE_ERRORS, IMAGE_EXTENSIONS, image_files
+from lpa.engine import pick_device
 from lpa.errors import ConfigError
+from lpa.figures import ALPHA, CMAP, upsample_maps
 from lpa.files import atomic_path, write_bytes, write_json
-from lpa.modelfile import load_model, model_preprocessing
+from lpa.modelfile import TrainedModel, load_trained
 
 MASK_LEVEL = 128  # a ground-truth mask pixel is object where its grey value is at least this
 
@@ -72,15 +70,10 @@ def _open_mask(path: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarr
     return mask
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
 def _read_pairs(group: str, images_dir: Path, masks_dir: Path) -> list[MaskedImage]:
     items = []
-    masks = {p.stem: p for p in _images_in(masks_dir)} if masks_dir.is_dir() else {}
-    images = _images_in(images_dir)
+    masks = {p.stem: p for p in image_files(masks_dir)} if masks_dir.is_dir() else {}
+    images = image_files(images_dir)
     if not images:
         raise DatasetFormatError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {images_dir}")
     for path in images:
@@ -135,14 +128,9 @@ def normalise(m: np.ndarray) -> np.ndarray:
     return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
 
 
-def upsample(m: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    t = torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None, None]
-    return F.interpolate(t, size=shape, mode="bilinear", align_corners=False)[0, 0].numpy()
-
-
 def combine_levels(maps: Sequence[np.ndarray], shape: tuple[int, int], how: str) -> np.ndarray:
     """One [0, 1] map at `shape` from per-level maps: mean | max of the normalised levels, or levelK."""
-    levels = [normalise(upsample(m, shape)) for m in maps]
+    levels = [normalise(upsample_maps(np.asarray(m, dtype=np.float32)[None], shape)[0]) for m in maps]
     if how.startswith("level"):
         k = int(how[len("level"):])
         if k > len(levels):
@@ -182,15 +170,12 @@ def jaccard(pred: np.ndarray, mask: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(pred, mask).sum() / union)
 
 
-def model_maps(model: torch.nn.Module, saved: Mapping, conversion: ImageConversion, transform: Transform,
-               images: Sequence[np.ndarray], device: torch.device) -> list[list[np.ndarray]]:
+def model_maps(trained: TrainedModel, images: Sequence[np.ndarray], device: torch.device) -> list[list[np.ndarray]]:
     """Per picture (H x W x 3 uint8), each level's raw map at the model's resolution."""
-    converted = np.stack([conversion.convert(Image.fromarray(img)) for img in images])
-    cfg = saved["config"]["train"]
-    _, maps = predict(model, torch.from_numpy(transform.apply(converted)).to(device), cfg["eval_batch_size"],
-                      autocast_dtype(device, cfg["precision"]), cfg["channels_last"], with_maps=True)
+    converted = np.stack([trained.conversion.convert(Image.fromarray(img)) for img in images])
+    _, maps = trained.predict(torch.from_numpy(trained.transform.apply(converted)).to(device), with_maps=True)
     if not maps:
-        raise ConfigError(f"{saved['config']['model']['name']} has no attention maps: segmentation.runs takes "
+        raise ConfigError(f"{trained.config['model']['name']} has no attention maps: segmentation.runs takes "
                           f"attention runs (their maps) and vgg-gap runs (the class activation map)")
     return [[level[i, 0].numpy() for level in maps] for i in range(len(images))]
 
@@ -215,7 +200,7 @@ def save_group_figure(items: Sequence[MaskedImage], maps: Sequence[np.ndarray], 
         for ax, (img, cmap, label) in zip(axes[row], panels):
             ax.imshow(img, cmap=cmap, interpolation="nearest")
             if label == "map":
-                ax.imshow(m, cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+                ax.imshow(m, cmap=CMAP, alpha=ALPHA, vmin=0, vmax=1, interpolation="bilinear")
             ax.set_title(label, fontsize=8)
             ax.set_axis_off()
     fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -229,13 +214,12 @@ def segmentation_run(model_file: Path, dataset_root: Path, metrics_path: Path, f
     """Everything `segment@<trial>-on-<name>` writes: the Jaccard index per class and its mean, for
     the run's maps and the centre prior (metrics_path), and one figure per class (figures_dir)."""
     device = pick_device()
-    model, saved = load_model(model_file, device)
-    conversion, transform = model_preprocessing(saved, Path(model_file))
+    trained = load_trained(model_file, device)
     items = read_mask_dataset(dataset_root)
-    raw = model_maps(model, saved, conversion, transform, [it.image for it in items], device)
+    raw = model_maps(trained, [it.image for it in items], device)
     how, threshold, value = settings["combine"], settings["threshold"], settings["threshold_value"]
     scores = {"model": [], "centre_prior": []}
-    combined, binary = [], []
+    combined, binary, prior_masks = [], [], {}
     for item, levels in zip(items, raw):
         shape = item.mask.shape
         m = combine_levels(levels, shape, how)
@@ -243,8 +227,9 @@ def segmentation_run(model_file: Path, dataset_root: Path, metrics_path: Path, f
         combined.append(m)
         binary.append(b)
         scores["model"].append(jaccard(b, item.mask))
-        prior = centre_prior(shape, settings["centre_sigma"])
-        scores["centre_prior"].append(jaccard(binarise(prior, threshold, value), item.mask))
+        if shape not in prior_masks:  # the prior depends on the image's size only
+            prior_masks[shape] = binarise(centre_prior(shape, settings["centre_sigma"]), threshold, value)
+        scores["centre_prior"].append(jaccard(prior_masks[shape], item.mask))
     groups = [it.group for it in items]
     record = {"jaccard": {k: _mean_by_group(groups, v) for k, v in scores.items()}, "images": len(items)}
     write_json(metrics_path, record)
@@ -255,6 +240,6 @@ def segmentation_run(model_file: Path, dataset_root: Path, metrics_path: Path, f
             if idx:
                 save_group_figure([items[i] for i in idx], [combined[i] for i in idx], [binary[i] for i in idx],
                                   [scores["model"][i] for i in idx], tmp / f"{group}.png",
-                                  f"{saved['config'].get('trial', '')}: {group}, maps combined by {how}, "
+                                  f"{trained.trial}: {group}, maps combined by {how}, "
                                   f"threshold {threshold}")
     return record

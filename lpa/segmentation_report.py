@@ -4,14 +4,12 @@ segment@<trial>-on-<name> writes (reports/<suite>/runs/<trial>/segmentation/<nam
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from lpa.errors import DamagedFileError
-from lpa.report import paper_notation
+from lpa.report import paper_notation, read_record
 
 PRIOR = "centre prior"
 COLUMNS = ["run", "config", "seed", "name", "group", "jaccard"]
@@ -22,13 +20,8 @@ def load_segmentation(records: Sequence[Mapping], run_dirs: Sequence[Path]) -> p
     rows = []
     for record, run_dir in zip(records, run_dirs):
         for path in sorted((Path(run_dir) / "segmentation").glob("*.json")):
-            try:
-                scores = json.loads(path.read_text(encoding="utf-8"))["jaccard"]
-                pairs = [(who, group, float(v)) for who in ("model", "centre_prior")
-                         for group, v in scores[who].items()]
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
-                raise DamagedFileError(f"{path} is not a segmentation record ({type(err).__name__}); re-run "
-                                       f"`dvc repro -f segment@{Path(run_dir).name}-on-{path.stem}`") from None
+            pairs = read_record(path, "segmentation", f"segment@{Path(run_dir).name}-on-{path.stem}", lambda saved: [
+                (who, group, float(v)) for who in ("model", "centre_prior") for group, v in saved["jaccard"][who].items()])
             for who, group, value in pairs:
                 model = who == "model"
                 rows.append({"run": record["run"] if model else PRIOR,

@@ -20,11 +20,11 @@ from PIL import Image
 
 from lpa.data.arrays import read_meta, read_split
 from lpa.data.conversion import ImageConversion
-from lpa.engine import autocast_dtype, pick_device
+from lpa.engine import pick_device
 from lpa.errors import ConfigError
 from lpa.features import extract_features
 from lpa.files import write_json
-from lpa.modelfile import load_model, model_preprocessing
+from lpa.modelfile import load_trained
 
 
 def convert_images(images: np.ndarray, conversion: ImageConversion) -> np.ndarray:
@@ -87,15 +87,12 @@ def transfer_run(model_file: Path, target_dir: Path, settings: Mapping, metrics_
     if test_labels.shape[0] == 0:
         raise ConfigError(f"target {target_dir} has no test images: nothing to report")
     device = pick_device()
-    model, saved = load_model(model_file, device)
-    conversion, transform = model_preprocessing(saved, Path(model_file))
-    cfg = saved["config"]["train"]
-    amp, channels_last = autocast_dtype(device, cfg["precision"]), cfg["channels_last"]
+    trained = load_trained(model_file, device)
 
     def features(images: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(transform.apply(convert_images(images, conversion))).to(device)
-        return extract_features(model, saved["config"], saved["num_classes"], x, settings["feature"],
-                                cfg["eval_batch_size"], amp, channels_last)
+        x = torch.from_numpy(trained.transform.apply(convert_images(images, trained.conversion))).to(device)
+        return extract_features(trained.model, trained.config, trained.saved["num_classes"], x, settings["feature"],
+                                trained.batch_size, trained.amp_dtype, trained.channels_last)
 
     seed = settings["subset_seed"]
     tr = balanced_subset(train_labels, settings["max_train_images"], seed)

@@ -4,14 +4,12 @@ attention-vs-baseline difference per target. Reads what transfer@<trial>-to-<tar
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from lpa.errors import DamagedFileError
-from lpa.report import paper_notation
+from lpa.report import read_record, trial_columns
 
 COLUMNS = ["run", "dataset", "config", "attention", "seed", "target", "top1_error"]
 
@@ -21,15 +19,9 @@ def load_transfer(records: Sequence[Mapping], run_dirs: Sequence[Path]) -> pd.Da
     rows = []
     for record, run_dir in zip(records, run_dirs):
         for path in sorted((Path(run_dir) / "transfer").glob("*.json")):
-            try:
-                error = float(json.loads(path.read_text(encoding="utf-8"))["transfer"]["test"]["top1_error"])
-            except (ValueError, KeyError, TypeError) as err:
-                raise DamagedFileError(f"{path} is not a transfer record ({type(err).__name__}); re-run "
-                                       f"`dvc repro -f transfer@{Path(run_dir).name}-to-{path.stem}`") from None
-            config = record["config"]
-            rows.append({"run": record["run"], "dataset": config["dataset"], "config": paper_notation(config),
-                         "attention": bool(config.get("attention")), "seed": record["seed"], "target": path.stem,
-                         "top1_error": error})
+            error = read_record(path, "transfer", f"transfer@{Path(run_dir).name}-to-{path.stem}",
+                                lambda saved: float(saved["transfer"]["test"]["top1_error"]))
+            rows.append({**trial_columns(record), "target": path.stem, "top1_error": error})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

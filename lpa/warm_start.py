@@ -16,6 +16,9 @@ from collections.abc import Mapping
 import torch
 
 from lpa.errors import ConfigError
+from lpa.files import file_sha256
+from lpa.layout import model_file
+from lpa.modelfile import read_model_file
 from lpa.models import build_model, options_of
 
 SHOWN = 6  # tensors named in an error message
@@ -71,8 +74,13 @@ def plan_warm_start(config: Mapping, num_classes: int, input_size: int, parent: 
     return load, record
 
 
-def apply_warm_start(model: torch.nn.Module, load: Mapping[str, torch.Tensor]) -> None:
-    """Copy `load` (from plan_warm_start) into `model`; what it leaves out keeps its initialisation."""
-    result = model.load_state_dict(dict(load), strict=False)
-    if result.unexpected_keys:  # plan_warm_start only plans tensors of this model
-        raise AssertionError(f"warm start planned tensors the model lacks: {result.unexpected_keys[:SHOWN]}")
+def parent_weights(config: Mapping, suite: str, num_classes: int,
+                   input_size: int) -> tuple[dict[str, torch.Tensor] | None, dict | None, str]:
+    """For a run with init_from (a finetune@ trial): (the tensors to load, the record for its
+    config.json, the parent model file's SHA-256 for the resume key); (None, None, "") otherwise.
+    The parent file is read and checked here, before the stage loads any data."""
+    if not config["init_from"]:
+        return None, None, ""
+    parent_file = model_file(suite, config["init_trial"])
+    state, record = plan_warm_start(config, num_classes, input_size, read_model_file(parent_file), str(parent_file))
+    return state, record, file_sha256(parent_file)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lpa.experiment_options import key_epsilon
 from lpa.layout import model_file, record_dir
 from lpa.params import stage_params, to_plain
 from lpa.robustness import robustness_run
@@ -22,7 +23,7 @@ def main(trial: str) -> None:
     suite = params["suite_name"]
     record = robustness_run(model_file(suite, trial), Path("data"), record_dir(suite, trial),
                             to_plain(params["robustness"]))
-    curve = ", ".join(f"{k[4:].replace('p', '.')}: {v:.2f}" for k, v in record["fgsm"]["top1_error"].items())
+    curve = ", ".join(f"{key_epsilon(k):g}: {v:.2f}" for k, v in record["fgsm"]["top1_error"].items())
     print(f"robustness@{trial}: top-1 error (%) by epsilon over {record['fgsm']['images']} test images: {curve}")
 
 

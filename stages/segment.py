@@ -17,8 +17,7 @@ from lpa.stage_runner import run_stage
 def main(pair: str) -> None:
     params = stage_params("segment", pair)
     suite, item = params["suite_name"], to_plain(params["segmentation_pairs"][pair])
-    settings = {k: to_plain(params["segmentation"][k]) for k in ("combine", "threshold", "threshold_value",
-                                                                 "centre_sigma", "figure_images")}
+    settings = to_plain(params["segmentation"])  # exactly the keys dvc.yaml declares for this stage
     metrics, figures = segmentation_record(suite, item["trial"], item["other"])
     record = segmentation_run(model_file(suite, item["trial"]), item["root"], metrics, figures, settings)
     scores = record["jaccard"]

@@ -19,12 +19,12 @@ from lpa.config import resolve_trial
 from lpa.data.arrays import fingerprint, read_meta, read_split
 from lpa.engine import DeviceData, pick_device, train
 from lpa.errors import ConfigError
-from lpa.files import file_sha256, write_json
+from lpa.files import write_json
 from lpa.layout import checkpoint_dir, model_file, record_dir
-from lpa.modelfile import preprocessing_record, read_model_file, save_model
+from lpa.modelfile import preprocessing_record, save_model
 from lpa.params import load_params, stage_params
 from lpa.stage_runner import run_stage
-from lpa.warm_start import plan_warm_start
+from lpa.warm_start import parent_weights
 
 # dvclive metric names for the per-epoch record the engine produces
 LOGGED = {"train_loss": "train/loss", "train_top1_error": "train/top1_error", "lr": "lr",
@@ -41,13 +41,9 @@ def main(trial: str) -> None:
     input_size = meta["image_shape"][-1]  # the input size comes from the data, never from a param
     if meta["image_shape"][-2] != input_size:
         raise ConfigError(f"{processed}: images are {meta['image_shape'][-2]}x{input_size}; the models need square images")
-    preprocessing = preprocessing_record(processed)  # read (and checked) before hours of training
-    init_state, init_record, parent_digest = None, None, ""
-    if config["init_from"]:  # finetune@: the parent's weights, checked before the data is loaded
-        parent_file = model_file(suite, config["init_trial"])
-        parent = read_model_file(parent_file)
-        init_state, init_record = plan_warm_start(config, meta["num_classes"], input_size, parent, str(parent_file))
-        parent_digest = file_sha256(parent_file)
+    # read and checked before hours of training: the preprocessing, and a finetune@ trial's parent
+    preprocessing = preprocessing_record(processed, meta)
+    init_state, init_record, parent_digest = parent_weights(config, suite, meta["num_classes"], input_size)
     images, labels = read_split(processed, "train")
 
     device = pick_device()

@@ -20,8 +20,7 @@ from lpa.transfer import transfer_run
 def main(pair: str) -> None:
     params = stage_params("transfer", pair)
     suite, item = params["suite_name"], to_plain(params["transfer_pairs"][pair])
-    settings = {k: to_plain(params["transfer"][k]) for k in ("feature", "C_grid", "cv_folds", "max_train_images",
-                                                             "max_test_images", "subset_seed")}
+    settings = to_plain(params["transfer"])  # exactly the keys dvc.yaml declares for this stage
     record = transfer_run(model_file(suite, item["trial"]), Path("data/extracted") / item["other"], settings,
                           transfer_record(suite, item["trial"], item["other"]))["transfer"]
     print(f"transfer@{pair}: {settings['feature']} features ({record['feature_dim']}-d), C={record['C']:g} "

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from lpa.config import resolve_run
@@ -21,6 +22,16 @@ REPO = Path(__file__).resolve().parents[1]
 def quick_params() -> dict:
     """params.yaml of the quick suite, composed exactly as `dvc exp run -S suite=quick` does."""
     return yaml.safe_load(compose_params_yaml(["suite=quick"], root=REPO))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread while a module of tiny-model tests runs: on a CPU shared with other jobs,
+    two spinning OpenMP threads made each forward of these models ~40x slower (measured: 0.8 s vs 0.02 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

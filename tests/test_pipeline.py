@@ -19,7 +19,13 @@ from lpa.params import compose_params_yaml
 from tests.conftest import REPO, repo_snapshot, run_dvc, sh
 
 pytestmark = pytest.mark.slow
-TINY = ["suite=quick", "model.width=0.125", "train.epochs=2", "train.checkpoint_every=1"]
+TINY = ["suite=quick", "model.width=0.125", "train.epochs=2", "train.checkpoint_every=1",
+        # the other experiments' plumbing, not their numbers: one C, two folds, one figure row per class
+        "transfer.C_grid=[1.0]", "transfer.cv_folds=2", "segmentation.figure_images=1"]
+# the quick suite without its pasted-digits runs and their transfer/segmentation stages: for the tests
+# of seeds and baselines, which the other experiments would only slow down
+DIGITS_ONLY = ["data.datasets=[digits]", "~runs.pasted-vgg-att2", "~runs.pasted-vgg-gap", "transfer.runs=[]",
+               "segmentation.runs=[]", "segmentation.datasets=[]"]
 
 
 def exp_run(repo: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -94,7 +100,7 @@ def test_quick_suite_writes_every_output(repo: Path):
 
 def test_attention_override_reruns_training_and_is_recorded(repo: Path):
     before = json.loads((record(repo, "digits-vgg-att2-seed0") / "config.json").read_text())
-    out = exp_run(repo, *TINY, "attention.compat=dp")
+    out = exp_run(repo, *TINY, *DIGITS_ONLY, "attention.compat=dp")
     assert "Running stage 'train@digits-vgg-att2-seed0'" in out.stdout + out.stderr
     after = json.loads((record(repo, "digits-vgg-att2-seed0") / "config.json").read_text())
     assert before["attention"]["compat"] == "pc" and after["attention"]["compat"] == "dp"
@@ -109,12 +115,13 @@ def test_attention_override_reruns_training_and_is_recorded(repo: Path):
 
 def test_adding_a_seed_runs_only_the_new_seed_and_the_report(tmp_path: Path):
     repo = repo_snapshot(tmp_path)
-    small = [*TINY, "train.epochs=1", "~runs.digits-vgg-att2"]
+    small = [*TINY, *DIGITS_ONLY, "train.epochs=1", "~runs.digits-vgg-att2"]
     exp_run(repo, *small)
     out = exp_run(repo, *small, "seeds=[0,1]")
     log = out.stdout + out.stderr
     ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
-    assert ran == {"train@digits-vgg-seed1", "evaluate@digits-vgg-seed1", "report"}, log
+    assert ran == {"train@digits-vgg-seed1", "evaluate@digits-vgg-seed1", "robustness@digits-vgg-seed1",
+                   "report"}, log
     summary = json.loads((repo / "reports/quick/summary.json").read_text())
     assert set(summary["trials"]) == {"digits-vgg-seed0", "digits-vgg-seed1"}
     stats = summary["runs"]["digits-vgg"]
@@ -124,7 +131,7 @@ def test_adding_a_seed_runs_only_the_new_seed_and_the_report(tmp_path: Path):
 def test_committed_baseline_diff_shows_the_change_per_trial(tmp_path: Path):
     """The README's workflow: records committed as the baseline; an ablation; `dvc metrics diff`."""
     repo = repo_snapshot(tmp_path)
-    small = [*TINY, "train.epochs=1", "~runs.digits-vgg"]
+    small = [*TINY, *DIGITS_ONLY, "train.epochs=1", "~runs.digits-vgg"]
     exp_run(repo, *small)
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "quick baseline"], repo)

@@ -239,4 +239,4 @@ def test_report_stage_names_trials_without_records(tmp_path):
     results = (tmp_path / "reports/quick/results.md").read_text()
     assert "Not run yet (no evaluated record): digits-vgg-seed0." in results
     summary = json.loads((tmp_path / "reports/quick/summary.json").read_text())
-    assert set(summary["trials"]) == {"digits-vgg-att2-seed0"}
+    assert set(summary["trials"]) == {"digits-vgg-att2-seed0", "pasted-vgg-att2-seed0", "pasted-vgg-gap-seed0"}

@@ -25,12 +25,11 @@ from lpa.data.pipeline import extract_dataset, preprocess_dataset
 from lpa.data.transforms import Transform, fit_transform, load_transform
 from lpa.engine import DeviceData, autocast_dtype, predict, train
 from lpa.errors import ConfigError, DamagedFileError
-from lpa.experiment_options import check_robustness
+from lpa.experiment_options import check_robustness, epsilon_key
 from lpa.modelfile import preprocessing_record, save_model
 from lpa.models import build_model
 from lpa.pixel_transform import PixelTransform
-from lpa.robustness import (attack_subset, epsilon_key, fgsm_direction, fgsm_errors, fgsm_images,
-                            robustness_csv, robustness_run)
+from lpa.robustness import attack_subset, fgsm_direction, fgsm_errors, fgsm_images, robustness_csv, robustness_run
 
 CPU = torch.device("cpu")
 # the trained model: a quick-suite digits vgg-att2 at width 0.125 on a class-balanced subset
@@ -45,14 +44,7 @@ LARGEST_EPS = 32.0
 
 # ----------------------------------------------------------------------------- fixtures
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread for this module: on a shared 2-core machine, two OpenMP threads that
-    wait for each other at every barrier made the training 20x slower (measured: 180 s against 9 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

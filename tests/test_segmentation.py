@@ -41,14 +41,7 @@ SETTINGS = {"combine": "mean", "threshold": "otsu", "threshold_value": 0.5, "cen
             "figure_images": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread while this module runs: on a CPU shared with other jobs, two spinning OpenMP
-    threads made each forward of these tiny models ~40x slower (measured: 0.8 s vs 0.02 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def square(shape, top, left, size) -> np.ndarray:

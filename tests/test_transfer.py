@@ -36,14 +36,7 @@ WIDTH = 0.125
 C_GRID = [0.01, 0.1, 1.0]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread while this module runs: on a CPU shared with other jobs, two spinning OpenMP
-    threads made each forward of these tiny models ~40x slower (measured: 0.8 s vs 0.02 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # ----------------------------------------------------------------------------- convert_images

@@ -23,7 +23,8 @@ from lpa.engine import DeviceData, build_for_training, train
 from lpa.errors import ConfigError
 from lpa.modelfile import read_model_file, save_model
 from lpa.models import probe
-from lpa.warm_start import apply_warm_start, class_specific_keys, plan_warm_start
+from lpa.engine import apply_warm_start
+from lpa.warm_start import class_specific_keys, plan_warm_start
 
 CPU = torch.device("cpu")
 WIDTH = 0.125
@@ -31,13 +32,7 @@ CONV = "backbone.block1.0.weight"  # the first conv of the attention VGGs: never
 CLASSIFIER = ["attention.classifier.fc.bias", "attention.classifier.fc.weight"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: the 2 cores are shared, and two OpenMP threads slow down badly there."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def derive(params: dict) -> dict:

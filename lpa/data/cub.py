@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from lpa.data.conversion import ImageConversion
 from lpa.data.errors import DatasetFormatError
 from lpa.data.imagefolder import IMAGE_ERRORS
 from lpa.data.types import RawDataset
@@ -220,13 +221,10 @@ def crop_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
 
 
 def convert_image(img: Image.Image, size: int, crop: tuple[int, int, int, int] | None) -> np.ndarray:
-    """uint8 3 x size x size: RGB, cut to the integer `crop` box (if given), bilinear resize."""
+    """uint8 3 x size x size: RGB, cut to the integer `crop` box (if given), then the conversion a
+    new picture gets (lpa.data.conversion: bilinear resize), so lpa.predict feeds CUB models alike."""
     img = img.convert("RGB")
-    if crop is not None:
-        img = img.crop(crop)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(img).transpose(2, 0, 1)
+    return ImageConversion("rgb", size).convert(img.crop(crop) if crop is not None else img)
 
 
 Item = tuple[int, str, bytes, Box | None]  # image id, path under images/, JPEG bytes, box

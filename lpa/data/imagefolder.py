@@ -43,10 +43,11 @@ def _visible_dirs(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _images_in(folder: Path) -> list[Path]:
+def image_files(folder: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """The files directly in `folder` with one of `extensions` (lower case), not hidden, sorted by name."""
     return sorted(
         p for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in extensions
     )
 
 
@@ -82,7 +83,7 @@ def scan_imagefolder(root: str | os.PathLike) -> tuple[list[str], dict[str, list
     for split in SPLITS:
         items = []
         for label, name in enumerate(classes):
-            found = _images_in(root / split / name)
+            found = image_files(root / split / name)
             if not found:
                 raise DatasetFormatError(
                     f"no images ({', '.join(IMAGE_EXTENSIONS)}) in class folder {root / split / name}"
