@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # extra Hydra overrides for quickstart, e.g. OVERRIDES="attention.compat=dp train.epochs=5"
 OVERRIDES ?=
 
-.PHONY: venv test quickstart bench models params settings cifar-cpu clean-venv
+.PHONY: venv test quickstart bench models params settings cifar-cpu table clean-venv
 
 venv: .venv/.installed
 
@@ -17,8 +17,10 @@ venv: .venv/.installed
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
+# two workers (pytest-xdist), a test file each at a time: the DVC end-to-end files are mostly
+# process start-up and DVC bookkeeping, single-threaded, so two at once use both cores
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The quick suite (conf/suite/quick.yaml) recorded as a DVC experiment.
 quickstart: venv
@@ -48,6 +50,13 @@ settings: venv
 cifar-cpu: venv
 	@test -e data/raw/cifar10-jpeg-q75.tar.gz || { echo "error: put the CIFAR-10 JPEG copy at data/raw/cifar10-jpeg-q75.tar.gz (e.g. ln -s ../../../shared/data/cifar10-jpeg-q75.tar.gz data/raw/)" >&2; exit 1; }
 	$(DVC) exp run -S suite=cifar-cpu $(foreach o,$(OVERRIDES),-S $(o))
+
+# every pending train stage of the current params across devices, then evaluation and report
+# (stages/launch.py), e.g. make table DEVICES=0,1,2,3 SLOTS=1; DEVICES=cpu on a machine without GPUs
+DEVICES ?= cpu
+SLOTS ?= 1
+table: venv
+	$(PY) -m stages.launch --devices $(DEVICES) --slots-per-device $(SLOTS)
 
 clean-venv:
 	rm -rf .venv

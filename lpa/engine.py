@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 from lpa.augment import augment_batch
 from lpa.checkpoint import config_hash, load_checkpoint, save_checkpoint
+from lpa.distributed import (SINGLE, World, all_max, all_sum, broadcast_from_main, dropout_seed, local_part,
+                             synchronise_batchnorm, wrap)
 from lpa.errors import ConfigError, NonFiniteLossError
 from lpa.models import build_model, options_of
 
@@ -136,21 +138,34 @@ def apply_warm_start(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) 
 
 
 def train_batch(model, optimizer, data: "DeviceData", idx: torch.Tensor, gen: torch.Generator,
-                augment: Mapping, channels_last: bool, amp_dtype):
-    """Gather, augment (on the device, per image) and train on the batch `idx` of `data`."""
+                augment: Mapping, channels_last: bool, amp_dtype, world: World = SINGLE):
+    """Gather, augment (on the device, per image) and train on the batch `idx` of `data`.
+
+    Under several processes every one draws the augmentation of the whole global batch from the
+    same generator (so the generators stay equal and each image is augmented as in a
+    single-process run) and trains on its own part; the returned loss and count are its part's."""
     x = augment_batch(data.images[idx], gen, augment["flip"], augment["crop_padding"])
+    y = data.labels[idx]
+    loss_weight = None
+    if world.distributed:
+        part = local_part(idx.shape[0], world)
+        x, y = x[part], y[part]
+        # DDP averages the processes' gradients: weighting each part's mean loss by its share of the
+        # global batch (x world size) makes that average the gradient of the global batch's mean loss
+        loss_weight = y.shape[0] * world.size / idx.shape[0]
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    return train_step(model, optimizer, x, data.labels[idx], amp_dtype)
+    return train_step(model, optimizer, x, y, amp_dtype, loss_weight)
 
 
-def train_step(model, optimizer, x, y, amp_dtype):
-    """One SGD step; returns (loss, number correct) as device tensors (no host sync)."""
+def train_step(model, optimizer, x, y, amp_dtype, loss_weight: float | None = None):
+    """One SGD step; returns (mean loss, number correct) as device tensors (no host sync).
+    `loss_weight` scales the loss that is differentiated (not the returned one)."""
     with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         logits, _ = model(x)
     loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if loss_weight is None else loss * loss_weight).backward()
     optimizer.step()
     return loss.detach(), (logits.detach().argmax(1) == y).sum()
 
@@ -164,7 +179,8 @@ class TrainResult:
 
 def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoint_dir: Path | None = None,
           data_fingerprint: str = "", on_epoch: Callable[[dict], None] | None = None,
-          progress: bool | None = None, init_state: Mapping[str, torch.Tensor] | None = None) -> TrainResult:
+          progress: bool | None = None, init_state: Mapping[str, torch.Tensor] | None = None,
+          world: World = SINGLE) -> TrainResult:
     """Train `config`'s model on `train_data` (already on its device) and return the last epoch's model.
 
     `on_epoch(record)` is called after every epoch (and replayed for epochs restored from a
@@ -173,6 +189,9 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     `lpa.data.arrays.fingerprint`) and shapes; the caller removes it once the model is saved.
     `init_state`: tensors copied over the seeded initialisation (lpa.warm_start, a run's
     init_from); a resumed checkpoint replaces them, as it replaces the initialisation.
+    `world`: this process's place when several train together (lpa.distributed, started by
+    torchrun, the process group already joined): each trains on its part of every global batch;
+    only rank 0 logs, prints and checkpoints; all return the same model.
     """
     cfg = config["train"]
     device = train_data.images.device
@@ -184,24 +203,34 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     model = build_for_training(config, num_classes, input_size, device)
     if init_state is not None:
         apply_warm_start(model, init_state)
+    if world.distributed and cfg["distributed"]["sync_batchnorm"]:
+        model = synchronise_batchnorm(model)
     optimizer = build_optimizer(model, cfg, device)
-    forward_model = torch.compile(model, mode=cfg["compile_mode"]) if cfg["compile"] else model
+    parallel_model = wrap(model, world, device)
+    forward_model = torch.compile(parallel_model, mode=cfg["compile_mode"]) if cfg["compile"] else parallel_model
     amp_dtype = autocast_dtype(device, cfg["precision"])
     channels_last = cfg["channels_last"]
     gen = torch.Generator(device=device).manual_seed(seed)
 
     n, bs = len(train_data), cfg["batch_size"]
-    # a last batch of one image would break BatchNorm in training mode: drop it as drop_last would
-    steps_per_epoch = n // bs if cfg["drop_last"] or n % bs == 1 else math.ceil(n / bs)
+    # a last batch of one image per process would break BatchNorm in training mode: drop it as
+    # drop_last would (one process: a last batch of 1 image; two: of 1..3 images; ...)
+    steps_per_epoch = n // bs if cfg["drop_last"] or 0 < n % bs < 2 * world.size else math.ceil(n / bs)
     if steps_per_epoch == 0:
         raise ConfigError(f"run {config['run']}: {n} training images is fewer than one batch of {bs} "
                          "with train.drop_last=true; lower train.batch_size")
 
-    chash = config_hash({"config": config, "data": data_fingerprint, "train_images": n,
+    chash = config_hash({"config": _without_process_count(config), "data": data_fingerprint, "train_images": n,
                          "num_classes": num_classes, "input_size": input_size})
     history: list[dict] = []
     start_epoch = 0
-    state = load_checkpoint(checkpoint_dir, chash)
+    # rank 0 reads the checkpoint (it alone writes them: on several machines only its disk has it)
+    state = broadcast_from_main(load_checkpoint(checkpoint_dir, chash) if world.is_main else None, world)
+    if state is not None and state.get("world_size", 1) != world.size:
+        raise ConfigError(
+            f"{config['run']}: the checkpoint in {checkpoint_dir} was made by {state.get('world_size', 1)} "
+            f"training process(es), this run has {world.size}; resume it with {state.get('world_size', 1)} "
+            f"(train.distributed.processes, or torchrun's processes) or delete {checkpoint_dir} to start over")
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -210,16 +239,20 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
         if device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"])
         history, start_epoch = state["history"], state["epoch"]
-        print(f"{config['run']}: resuming from the checkpoint after epoch {start_epoch}")
-        for record in history:
-            if on_epoch:
-                on_epoch(record)
+        if world.is_main:
+            print(f"{config['run']}: resuming from the checkpoint after epoch {start_epoch}")
+            for record in history:
+                if on_epoch:
+                    on_epoch(record)
 
-    show_bar = sys.stderr.isatty() if progress is None else progress
-    # host syncs: every SYNC_EVERY steps to refresh the bar, else only at the end of the epoch
+    show_bar = world.is_main and (sys.stderr.isatty() if progress is None else progress)
+    # host syncs: every SYNC_EVERY steps to refresh the bar, else only at the end of the epoch;
+    # several processes meet (all_reduce) only at the end of an epoch
     sync_every = SYNC_EVERY if show_bar else steps_per_epoch
     for epoch in range(start_epoch, cfg["epochs"]):
-        model.train()
+        if world.distributed:
+            torch.manual_seed(dropout_seed(seed, world, epoch))
+        forward_model.train()
         t0 = time.perf_counter()
         perm = torch.randperm(n, device=device, generator=gen)
         loss_sum = torch.zeros((), device=device)
@@ -235,14 +268,19 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch, step, steps_per_epoch)
             loss, n_correct = train_batch(forward_model, optimizer, train_data, idx, gen, cfg["augment"],
-                                          channels_last, amp_dtype)
+                                          channels_last, amp_dtype, world)
             # remember the first bad step on the device; read it only at sync points
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step_ids[b], first_bad)
-            loss_sum += loss * idx.shape[0]
+            part = local_part(idx.shape[0], world)  # this process's images (all of them when alone)
+            loss_sum += loss * (part.stop - part.start)
             correct += n_correct
             seen += idx.shape[0]
+            if b + 1 == steps_per_epoch and world.distributed:  # every process's part, on every process
+                first_bad = all_max(first_bad, world)
+                loss_sum, correct = all_sum(loss_sum, world), all_sum(correct, world)
             if (b + 1) % sync_every == 0 or b + 1 == steps_per_epoch:
-                bad = int(first_bad)
+                # several processes decide together, on the summed values, at the end of the epoch
+                bad = int(first_bad) if b + 1 == steps_per_epoch or not world.distributed else -1
                 if bad >= 0:
                     raise NonFiniteLossError(
                         f"{config['run']}: loss became non-finite at epoch {epoch + 1}, step {bad + 1}; "
@@ -258,6 +296,7 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
         seconds = time.perf_counter() - t0
         record = {
             "epoch": epoch + 1,
+            "steps": steps_per_epoch,
             "train_loss": float(loss_sum) / seen,
             "train_top1_error": 100.0 * (1 - int(correct) / seen),
             "lr": optimizer.param_groups[0]["lr"],
@@ -265,10 +304,14 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
             "seconds": seconds,
         }
         if val_data is not None and cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0
-                                                           or epoch + 1 == cfg["epochs"]):
-            logits = predict(forward_model, val_data.images, cfg["eval_batch_size"], amp_dtype, channels_last)
+                                                           or epoch + 1 == cfg["epochs"]) and world.is_main:
+            # rank 0 alone, on the bare model (no DDP collectives); BatchNorm in eval mode needs no peers
+            logits = predict(model if world.distributed else forward_model, val_data.images,
+                             cfg["eval_batch_size"], amp_dtype, channels_last)
             record["val_top1_error"] = 100.0 * float((logits.argmax(1) != val_data.labels.cpu()).float().mean())
         history.append(record)
+        if not world.is_main:
+            continue
         print(f"{config['run']} epoch {record['epoch']}/{cfg['epochs']}: loss {record['train_loss']:.4f} "
               f"train error {record['train_top1_error']:.2f}% lr {record['lr']:.4g} "
               f"{record['images_per_s']:.0f} img/s"
@@ -283,8 +326,17 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                "world_size": world.size,
             })
     return TrainResult(model=model, history=history, resumed_from_epoch=start_epoch)
+
+
+def _without_process_count(config: Mapping) -> dict:
+    """`config` less train.distributed.processes: a checkpoint's hash does not depend on it; a
+    resume under another process count is refused by its own message instead."""
+    train_cfg = {**config["train"], "distributed": {k: v for k, v in config["train"]["distributed"].items()
+                                                    if k != "processes"}}
+    return {**config, "train": train_cfg}
 
 
 def forward(model: torch.nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None = None,

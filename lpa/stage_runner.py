@@ -32,5 +32,8 @@ def run_stage(main: Callable[..., None], usage: str, nargs: int = 1) -> None:
     except USER_ERRORS as err:
         if os.environ.get("LPA_TRACEBACK"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        # one of several training processes (torchrun's RANK): they all meet the same user error,
+        # and rank 0 says it once
+        if os.environ.get("RANK", "0") == "0":
+            print(f"error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -49,4 +49,12 @@ TRAIN_SETTINGS: dict = {
     "eval_every": Setting("int", "epochs between validation passes (with val_fraction > 0)", low=0),
     "eval_batch_size": Setting("int", "images per no-grad evaluation batch", low=1),
     "checkpoint_every": Setting("int", "epochs between resumable checkpoints (0: none)", low=0),
+    "distributed": {
+        "processes": Setting("int", "training processes on this machine, one per GPU (DDP); >1: the train stage "
+                                    "starts itself under torchrun. The global batch stays train.batch_size", low=1),
+        "backend": Setting("choice", "torch.distributed backend (auto: nccl on GPUs, gloo on CPUs)",
+                           choices=("auto", "nccl", "gloo")),
+        "sync_batchnorm": Setting("bool", "BatchNorm statistics over the whole global batch, as on one device "
+                                          "(false: each process's part)"),
+    },
 }

@@ -6,6 +6,10 @@ Reads the params dvc.yaml declares for it (suite_name, model, attention, train, 
 trials.TRIAL), writes models/SUITE/TRIAL/model.pt (the last epoch's weights),
 reports/SUITE/runs/TRIAL/config.json (the fully resolved config) and the dvclive log
 reports/SUITE/runs/TRIAL/train/. Resumes from checkpoints/SUITE/TRIAL/ after a crash.
+
+With train.distributed.processes > 1 it starts itself that many times under torchrun (one
+process per GPU); under a torchrun a user started (several machines) it joins that one. Rank 0
+writes every output; lpa/distributed.py says how the work is split.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from dvclive import Live
 from lpa.checkpoint import remove_checkpoints
 from lpa.config import resolve_trial
 from lpa.data.arrays import fingerprint, read_meta, read_split
+from lpa.distributed import launch_here, start, stop, world_from_environment
 from lpa.engine import DeviceData, pick_device, train
 from lpa.errors import ConfigError
 from lpa.files import write_json
@@ -44,19 +49,39 @@ def main(trial: str) -> None:
     # read and checked before hours of training: the preprocessing, and a finetune@ trial's parent
     preprocessing = preprocessing_record(processed, meta)
     init_state, init_record, parent_digest = parent_weights(config, suite, meta["num_classes"], input_size)
+    world = world_from_environment()
+    processes = config["train"]["distributed"]["processes"]
+    if processes > 1 and not world.distributed:  # checked above, once; now the processes that train
+        raise SystemExit(launch_here(processes, "stages.train", [trial]))
     images, labels = read_split(processed, "train")
 
-    device = pick_device()
+    device = start(world, config["train"]["distributed"]["backend"]) if world.distributed else pick_device()
+    try:
+        _train_and_save(config, trial, suite, processed, meta, images, labels, preprocessing, init_state,
+                        init_record, parent_digest, world, device)
+    finally:
+        stop()
+
+
+def _train_and_save(config, trial, suite, processed, meta, images, labels, preprocessing, init_state,
+                    init_record, parent_digest, world, device) -> None:
+    input_size = meta["image_shape"][-1]
     records = record_dir(suite, trial)
+    data = DeviceData.from_arrays(images, labels, device)
+    checkpoints, data_fingerprint = checkpoint_dir(suite, trial), fingerprint(processed) + parent_digest
+    if not world.is_main:  # the other processes train alongside rank 0 and write nothing
+        train(config, data, meta["num_classes"], checkpoint_dir=checkpoints, data_fingerprint=data_fingerprint,
+              init_state=init_state, world=world)
+        return
     write_json(records / "config.json", {
         **config,
         "environment": {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                        "processes": world.size,
                         "torch": torch.__version__, "num_classes": meta["num_classes"],
                         "input_size": input_size, "train_split_images": int(labels.shape[0]),
                         "data_source": meta.get("source", {}).get("kind", "unknown"),
                         **({"init_from": init_record} if init_record else {})},
     })
-    data = DeviceData.from_arrays(images, labels, device)
     with Live(dir=str(records / "train"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         def log_epoch(record: dict) -> None:
             for key, name in LOGGED.items():
@@ -64,10 +89,9 @@ def main(trial: str) -> None:
                     live.log_metric(name, record[key])
             live.next_step()
 
-        checkpoints = checkpoint_dir(suite, trial)
         result = train(config, data, meta["num_classes"], checkpoint_dir=checkpoints,
-                       data_fingerprint=fingerprint(processed) + parent_digest, on_epoch=log_epoch,
-                       init_state=init_state)
+                       data_fingerprint=data_fingerprint, on_epoch=log_epoch,
+                       init_state=init_state, world=world)
     save_model(model_file(suite, trial), result.model, config, meta["num_classes"], meta["classes"],
                input_size, preprocessing)
     remove_checkpoints(checkpoints)  # only now: the run is safely on disk

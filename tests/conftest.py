@@ -96,3 +96,17 @@ def repo_snapshot(dst: Path) -> Path:
     sh(["git", "commit", "-qm", "snapshot"], dst)
     return dst
 
+
+# The quick suite shrunk for the DVC end-to-end tests (test_pipeline*.py): tiny settings (digits,
+# width 0.125, 2 epochs) that check plumbing and outputs, not accuracy.
+TINY = ["suite=quick", "model.width=0.125", "train.epochs=2", "train.checkpoint_every=1",
+        # the other experiments' plumbing, not their numbers: one C, two folds, one figure row per class
+        "transfer.C_grid=[1.0]", "transfer.cv_folds=2", "segmentation.figure_images=1"]
+# the quick suite without its pasted-digits runs and their transfer/segmentation stages: for the tests
+# of seeds and baselines, which the other experiments would only slow down
+DIGITS_ONLY = ["data.datasets=[digits]", "~runs.pasted-vgg-att2", "~runs.pasted-vgg-gap", "transfer.runs=[]",
+               "segmentation.runs=[]", "segmentation.datasets=[]"]
+
+
+def exp_run(repo: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return run_dvc("exp", "run", *[a for o in overrides for a in ("-S", o)], cwd=repo)
