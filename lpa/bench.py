@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpa.engine import DeviceData, build_for_training, build_optimizer, train_batch
+from lpa.engine import DeviceData, build_for_training, build_optimizer, counter_dropout, train_batch
 from lpa.models import build_model, count_flops
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; --peak-tflops overrides.
@@ -69,9 +69,11 @@ BENCH_SGD = {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "nesterov": False, "w
 def time_ours(args, device: torch.device, amp_dtype) -> dict:
     torch.manual_seed(0)
     # the engine's own model construction (model defaults, width, memory layout)
-    config = {"model": {"name": args.model, "width": args.width}, "attention": None,
-              "train": {"channels_last": args.channels_last}}
+    config = {"model": {"name": args.model, "width": args.width,
+                        **({} if args.dropout is None else {"dropout": args.dropout == "on"})},
+              "attention": None, "train": {"channels_last": args.channels_last}}
     model = build_for_training(config, args.num_classes, 32, device)
+    clock = counter_dropout(model, args.dropout_masks, device, seed=0)
     optimizer = build_optimizer(model, BENCH_SGD, device)
     forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
     n = args.batch_size * 8
@@ -82,9 +84,11 @@ def time_ours(args, device: torch.device, amp_dtype) -> dict:
 
     def step(i):
         idx = torch.randint(0, n, (args.batch_size,), device=device, generator=gen)
+        if clock is not None:
+            clock.step = i
         return train_batch(forward, optimizer, data, idx, gen, augment, args.channels_last, amp_dtype)
 
-    return run_timed(step, args, device)
+    return run_timed(step, args, device, profile=args.profile)
 
 
 def time_reference(args, device: torch.device) -> dict:
@@ -133,7 +137,7 @@ def time_reference(args, device: torch.device) -> dict:
     return run_timed(step, args, device)
 
 
-def run_timed(step, args, device: torch.device) -> dict:
+def run_timed(step, args, device: torch.device, profile: bool = False) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     sync(device)
@@ -142,10 +146,21 @@ def run_timed(step, args, device: torch.device) -> dict:
         step(i)
     sync(device)
     t1 = time.perf_counter()
-    for i in range(args.steps):
-        step(i)
+    if profile:  # the timed steps under torch.profiler (its overhead is in the figures: say so)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
+                                    + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])) as prof:
+            for i in range(args.steps):
+                step(args.warmup + i)
+            sync(device)
+    else:
+        for i in range(args.steps):
+            step(args.warmup + i)
     sync(device)
     t2 = time.perf_counter()
+    if profile:
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(f"profile of the {args.steps} timed steps (profiler overhead included in the times below):")
+        print(prof.key_averages().table(sort_by=sort, row_limit=args.profile_rows, max_name_column_width=40))
     seconds = t2 - t1
     return {"warmup_s": t1 - t0, "ms_per_step": 1000 * seconds / args.steps,
             "images_per_s": args.steps * args.batch_size / seconds, "peak_mem_mb": peak_memory_mb(device)}
@@ -169,6 +184,11 @@ def main(argv=None) -> None:
     p.add_argument("--reference-workers", type=int, default=2, help="DataLoader workers of the reference loop")
     p.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak, if not in the table")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when present)")
+    p.add_argument("--dropout", choices=["on", "off"], default=None, help="default: the model's own (on)")
+    p.add_argument("--dropout-masks", choices=["auto", "torch", "counter"], default="auto",
+                   help="as train.dropout_masks (auto: counter-based on the CPU)")
+    p.add_argument("--profile", action="store_true", help="print the top operators of the timed steps")
+    p.add_argument("--profile-rows", type=int, default=15)
     args = p.parse_args(argv)
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -178,6 +198,8 @@ def main(argv=None) -> None:
         args.channels_last = device.type == "cuda" or precision == "bf16"
     peak, device_name = device_peak_tflops(device)
     peak = args.peak_tflops or peak
+    if device.type == "cpu" and peak is None:
+        peak = measured_conv_peak(amp_dtype, args.channels_last)
     flops_fwd = count_flops(build_model(args.model, args.num_classes, width=args.width), 32)
     flops_train = 3 * flops_fwd  # backward ~ 2x forward
 
@@ -189,8 +211,10 @@ def main(argv=None) -> None:
     ours = time_ours(args, device, amp_dtype)
     report("ours", ours)
     tflops = ours["images_per_s"] * flops_train / 1e12
-    print(f"ours achieved: {tflops:.2f} TFLOP/s" + (f" = {100 * tflops / peak:.1f}% of {peak:.0f} TFLOP/s bf16 peak"
-                                                    if peak else " (device peak unknown: --peak-tflops)"))
+    what = ("this CPU's measured 3x3 convolution peak" if device.type == "cpu" and not args.peak_tflops
+            else "bf16 peak")
+    print(f"ours achieved: {tflops:.3f} TFLOP/s" + (f" = {100 * tflops / peak:.1f}% of {peak:.3f} TFLOP/s, {what}"
+                                                     if peak else " (device peak unknown: --peak-tflops)"))
     print(f"ours estimated {PAPER_EPOCHS} epochs x {CIFAR_TRAIN_IMAGES} images: "
           f"{PAPER_EPOCHS * CIFAR_TRAIN_IMAGES / ours['images_per_s'] / 60:.1f} min")
     if args.compare_reference:
@@ -201,6 +225,33 @@ def main(argv=None) -> None:
         print(f"reference estimated {PAPER_EPOCHS} epochs: "
               f"{PAPER_EPOCHS * CIFAR_TRAIN_IMAGES / ref['images_per_s'] / 60:.1f} min")
         print(f"speedup_vs_reference: {ours['images_per_s'] / ref['images_per_s']:.2f}")
+
+
+# The calibrated convolution: a 3x3 layer the size of the paper network's widest ones at 16x16
+# (batch 128, 256 -> 256 channels), forward only, as the device's reachable conv throughput.
+PEAK_CONV = {"batch": 128, "channels": 256, "size": 16, "repeats": 10}
+
+
+def measured_conv_peak(amp_dtype, channels_last: bool) -> float:
+    """TFLOP/s of the calibrated convolution on the CPU in the run's dtype and layout (a few s)."""
+    b, c, hw = PEAK_CONV["batch"], PEAK_CONV["channels"], PEAK_CONV["size"]
+    conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False)
+    x = torch.randn(b, c, hw, hw)
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    flops = 2 * b * c * c * 9 * hw * hw
+    with torch.no_grad(), torch.autocast("cpu", dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        conv(x)
+        times = []
+        for _ in range(PEAK_CONV["repeats"]):
+            t0 = time.perf_counter()
+            conv(x)
+            times.append(time.perf_counter() - t0)
+        seconds = min(times)  # a peak: the best of the repeats (others are disturbed by the machine)
+    tflops = flops / seconds / 1e12
+    print(f"cpu peak: calibrated 3x3 conv {b}x{c}x{hw}x{hw} {'bf16' if amp_dtype else 'fp32'} "
+          f"{'channels_last' if channels_last else 'NCHW'}: {tflops:.3f} TFLOP/s")
+    return tflops
 
 
 def report(name: str, r: dict) -> None:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from lpa.augment import augment_batch
 from lpa.checkpoint import config_hash, load_checkpoint, save_checkpoint
+from lpa.dropout import DropoutClock, use_counter_dropout
 from lpa.distributed import (SINGLE, World, all_max, all_sum, broadcast_from_main, dropout_seed, local_part,
                              synchronise_batchnorm, wrap)
 from lpa.errors import ConfigError, NonFiniteLossError
@@ -129,6 +130,16 @@ def build_for_training(config: Mapping, num_classes: int, input_size: int, devic
     return model
 
 
+def counter_dropout(model: torch.nn.Module, masks: str, device: torch.device, seed: int) -> DropoutClock | None:
+    """Swap the model's dropout for counter-based masks (lpa.dropout) where `train.dropout_masks`
+    asks for them (auto: on the CPU, where PyTorch's masks cost as much as the convolutions; CUDA
+    keeps PyTorch's); returns the clock the engine advances each step, or None."""
+    if masks == "torch" or (masks == "auto" and device.type != "cpu"):
+        return None
+    clock = DropoutClock(seed)
+    return clock if use_counter_dropout(model, clock) else None
+
+
 def apply_warm_start(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Copy `state` (lpa.warm_start.plan_warm_start's tensors) into `model`; what it leaves out (the
     class-specific tensors) keeps its seeded initialisation."""
@@ -205,6 +216,7 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
         apply_warm_start(model, init_state)
     if world.distributed and cfg["distributed"]["sync_batchnorm"]:
         model = synchronise_batchnorm(model)
+    clock = counter_dropout(model, cfg["dropout_masks"], device, seed)
     optimizer = build_optimizer(model, cfg, device)
     parallel_model = wrap(model, world, device)
     forward_model = torch.compile(parallel_model, mode=cfg["compile_mode"]) if cfg["compile"] else parallel_model
@@ -267,11 +279,13 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
             step = epoch * steps_per_epoch + b
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch, step, steps_per_epoch)
+            part = local_part(idx.shape[0], world)  # this process's images (all of them when alone)
+            if clock is not None:  # the masks of this step, for these images of the global batch
+                clock.step, clock.first_image = step, part.start
             loss, n_correct = train_batch(forward_model, optimizer, train_data, idx, gen, cfg["augment"],
                                           channels_last, amp_dtype, world)
             # remember the first bad step on the device; read it only at sync points
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step_ids[b], first_bad)
-            part = local_part(idx.shape[0], world)  # this process's images (all of them when alone)
             loss_sum += loss * (part.stop - part.start)
             correct += n_correct
             seen += idx.shape[0]

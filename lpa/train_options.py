@@ -41,6 +41,9 @@ TRAIN_SETTINGS: dict = {
         "cuda": Setting("choice", "on a GPU: fp32 (TF32 off) | bf16 autocast", choices=PRECISIONS),
     },
     "channels_last": Setting("bool", "NHWC memory layout (tensor cores on CUDA, oneDNN on CPU)"),
+    "dropout_masks": Setting("choice", "how dropout masks are drawn: auto (counter on the CPU, torch on CUDA) | "
+                                       "torch (nn.Dropout) | counter (lpa.dropout: hashed, ~5x faster on a CPU)",
+                             choices=("auto", "torch", "counter")),
     "compile": Setting("bool", "torch.compile the model"),
     "compile_mode": Setting("choice", "torch.compile mode", choices=COMPILE_MODES),
     "max_images": Setting("int", ">0: a fixed class-balanced subset of this many training images; 0: all", low=0),

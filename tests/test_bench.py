@@ -9,9 +9,24 @@ def test_bench_prints_every_figure_and_ends_with_the_speedup(capsys):
           "--precision", "bf16", "--compare-reference", "--reference-workers", "0"])
     out = capsys.readouterr().out.strip().splitlines()
     text = "\n".join(out)
-    assert text.startswith("device: cpu")
+    # on the CPU the benchmark first measures the device's own convolution peak
+    assert re.match(r"cpu peak: calibrated 3x3 conv 128x256x16x16 bf16 channels_last: [\d.]+ TFLOP/s\ndevice: cpu",
+                    text), text
+    assert re.search(r"^ours achieved: [\d.]+ TFLOP/s = [\d.]+% of [\d.]+ TFLOP/s, this CPU's measured", text, re.M)
     for name in ("ours", "reference"):
         assert re.search(rf"^{name}: [\d.]+ images/s  [\d.]+ ms/step  peak memory \d+ MiB  warm-up [\d.]+ s$",
                          text, re.M), text
     assert "TFLOP/s" in text and "estimated 300 epochs" in text
     assert re.fullmatch(r"speedup_vs_reference: \d+\.\d\d", out[-1])
+
+
+def test_bench_profiles_and_switches_dropout(capsys):
+    main(["--model", "vgg-att2", "--width", "0.125", "--batch-size", "8", "--steps", "2", "--warmup", "1",
+          "--precision", "bf16", "--dropout", "on", "--dropout-masks", "torch", "--profile", "--profile-rows", "5",
+          "--peak-tflops", "1.0"])
+    text = capsys.readouterr().out
+    assert "profile of the 2 timed steps" in text and "aten::bernoulli_" in text  # PyTorch's masks, profiled
+    assert "cpu peak" not in text  # --peak-tflops given: nothing to calibrate
+    main(["--model", "vgg-att2", "--width", "0.125", "--batch-size", "8", "--steps", "2", "--warmup", "1",
+          "--precision", "bf16", "--dropout", "on", "--profile", "--profile-rows", "40", "--peak-tflops", "1.0"])
+    assert "aten::bernoulli_" not in capsys.readouterr().out  # counter masks on the CPU by default
