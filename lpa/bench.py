@@ -73,7 +73,7 @@ def time_ours(args, device: torch.device, amp_dtype) -> dict:
                         **({} if args.dropout is None else {"dropout": args.dropout == "on"})},
               "attention": None, "train": {"channels_last": args.channels_last}}
     model = build_for_training(config, args.num_classes, 32, device)
-    clock = counter_dropout(model, args.dropout_masks, device, seed=0)
+    clock = counter_dropout(model, args.dropout_masks, device, seed=0, compiled=args.compile)
     optimizer = build_optimizer(model, BENCH_SGD, device)
     forward = torch.compile(model, mode=args.compile_mode) if args.compile else model
     n = args.batch_size * 8

@@ -130,11 +130,18 @@ def build_for_training(config: Mapping, num_classes: int, input_size: int, devic
     return model
 
 
-def counter_dropout(model: torch.nn.Module, masks: str, device: torch.device, seed: int) -> DropoutClock | None:
+def counter_dropout(model: torch.nn.Module, masks: str, device: torch.device, seed: int,
+                    compiled: bool = False) -> DropoutClock | None:
     """Swap the model's dropout for counter-based masks (lpa.dropout) where `train.dropout_masks`
     asks for them (auto: on the CPU, where PyTorch's masks cost as much as the convolutions; CUDA
-    keeps PyTorch's); returns the clock the engine advances each step, or None."""
-    if masks == "torch" or (masks == "auto" and device.type != "cpu"):
+    keeps PyTorch's); returns the clock the engine advances each step, or None.
+
+    Not under train.compile: dynamo re-traces the model every step around the masks' step keys
+    (measured: 98 s a step instead of 0.8 at width 0.25), so auto keeps PyTorch's masks there."""
+    if compiled and masks == "counter":
+        raise ConfigError("train.dropout_masks=counter cannot be combined with train.compile=true (the compiled "
+                          "model would be re-traced every step); use train.dropout_masks=auto or torch")
+    if masks == "torch" or compiled or (masks == "auto" and device.type != "cpu"):
         return None
     clock = DropoutClock(seed)
     return clock if use_counter_dropout(model, clock) else None
@@ -216,7 +223,7 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
         apply_warm_start(model, init_state)
     if world.distributed and cfg["distributed"]["sync_batchnorm"]:
         model = synchronise_batchnorm(model)
-    clock = counter_dropout(model, cfg["dropout_masks"], device, seed)
+    clock = counter_dropout(model, cfg["dropout_masks"], device, seed, compiled=cfg["compile"])
     optimizer = build_optimizer(model, cfg, device)
     parallel_model = wrap(model, world, device)
     forward_model = torch.compile(parallel_model, mode=cfg["compile_mode"]) if cfg["compile"] else parallel_model

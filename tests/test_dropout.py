@@ -13,6 +13,7 @@ from torch import nn
 
 from lpa.dropout import RESOLUTION, CounterDropout, DropoutClock, masked_scale, use_counter_dropout
 from lpa.engine import DeviceData, counter_dropout, train
+from lpa.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -94,6 +95,11 @@ def test_models_get_counter_dropout_on_the_cpu_only():
     assert clock is not None and [m.layer for m in model.modules() if isinstance(m, CounterDropout)] == [0, 1]
     assert model.state_dict().keys() == keys
     assert use_counter_dropout(nn.Sequential(nn.Linear(2, 2)), clock) == 0
+    # under torch.compile, auto keeps PyTorch's masks and counter is refused with one message
+    plain = nn.Sequential(nn.Dropout(0.5))
+    assert counter_dropout(plain, "auto", torch.device("cpu"), 0, compiled=True) is None
+    with pytest.raises(ConfigError, match="cannot be combined with train.compile"):
+        counter_dropout(plain, "counter", torch.device("cpu"), 0, compiled=True)
 
 
 def test_training_with_counter_masks_is_seeded_and_resumes_bit_exactly(tiny_config, tmp_path):
