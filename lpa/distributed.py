@@ -234,10 +234,9 @@ def launch_here(processes: int, module: str, args: Sequence[str]) -> int:
         elastic_launch(config, entrypoint=sys.executable)("-m", module, *args)
     except ChildFailedError as err:
         codes = sorted({f.exitcode for f in err.failures.values()})
-        main = err.failures.get(0)
-        # rank 0 exiting with 1 has printed its user error (lpa.stage_runner); the launcher may have
-        # stopped the others meanwhile (SIGTERM). Anything else is a crash: say so
-        if main is None or main.exitcode != 1:
+        # exit code 1 is a user error, which every process meets and rank 0 prints (lpa.stage_runner);
+        # the launcher may stop the others meanwhile (SIGTERM). Without a 1 it was a crash: say so
+        if 1 not in codes:
             print(f"error: {len(err.failures)} of {processes} processes of `python -m {module}` failed "
                   f"(exit code {', '.join(map(str, codes))}); their messages are above", file=sys.stderr, flush=True)
         return 1

@@ -35,6 +35,7 @@ class Job:
     seconds: float = 0.0
     epoch: tuple[int, int] | None = None
     reason: str = ""
+    retried: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -94,7 +95,8 @@ def device_label(device: str) -> str:
 
 
 def run_jobs(jobs: Sequence[Job], devices: Sequence[str], slots_per_device: int = 1,
-             print_line: Callable[[str], None] = print, poll_seconds: float = 1.0) -> list[Job]:
+             print_line: Callable[[str], None] = print, poll_seconds: float = 1.0,
+             retry_when: Callable[[Path], bool] | None = None, retries: int = 3) -> list[Job]:
     """Run `jobs` on `slots_per_device` slots of each device until every one is done, failed or
     skipped; returns them. Started in the order given, each as soon as a slot is free and the jobs
     it waits for are done. Ctrl-C stops the running ones (they resume on the next launch)."""
@@ -143,6 +145,12 @@ def run_jobs(jobs: Sequence[Job], devices: Sequence[str], slots_per_device: int 
                     print_line(f"{stamp()} {job.name}: {device_label(job.device)} epoch {done}/{total} "
                                f"ETA {clock(eta)}")
                 code = job.process.poll()
+                if code is not None and code != 0 and retry_when and job.retried < retries and retry_when(job.log):
+                    free.append(job.device)  # a transient failure (retry_when says so): run it again
+                    job.retried += 1
+                    job.state, job.epoch = "pending", None
+                    print_line(f"{stamp()} {job.name}: {error_line(job.log)[:120]}; retry {job.retried} of {retries}")
+                    continue
                 if code is not None:
                     free.append(job.device)
                     finish(job, "done" if code == 0 else "failed",

@@ -48,6 +48,15 @@ def run_logged(command: list[str], log: Path, device: str) -> int:
                               env=slot_environment(device, cpu_threads=None)).returncode
 
 
+def dvc_lock_busy(log: Path) -> bool:
+    """DVC gave up waiting for its repository lock (another `dvc repro` held it a moment too long,
+    seen on a loaded machine): the run never started, so it is simply started again."""
+    try:
+        return "Unable to acquire lock" in log.read_text(errors="replace")
+    except OSError:
+        return False
+
+
 def pending_stages(stages: list[str]) -> set[str]:
     """Which of `stages` DVC says are not done (changed deps, params or missing outputs)."""
     if not stages:
@@ -138,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"runs: {len(jobs)} to train, {len(stages) - len(jobs)} up to date; "
           f"{args.slots_per_device} slot(s) on each of {', '.join(devices)}", flush=True)
-    run_jobs(jobs, devices, args.slots_per_device, print_line=lambda line: print(line, flush=True))
+    run_jobs(jobs, devices, args.slots_per_device, print_line=lambda line: print(line, flush=True),
+             retry_when=dvc_lock_busy)
     if jobs:
         print(summary_table(jobs))
     failed = counts(jobs).get("failed", 0) + counts(jobs).get("skipped", 0)
