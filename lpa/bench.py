@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lpa.estimate import TRAIN_IMAGES
 from lpa.engine import DeviceData, build_for_training, build_optimizer, counter_dropout, train_batch
 from lpa.models import build_model, count_flops
 
@@ -36,7 +37,7 @@ PEAK_BF16_TFLOPS = {
     "L4": 121.0,
     "RTX 4090": 165.0,
 }
-CIFAR_TRAIN_IMAGES = 50_000
+CIFAR_TRAIN_IMAGES = TRAIN_IMAGES["cifar10"]
 PAPER_EPOCHS = 300
 
 

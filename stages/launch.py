@@ -75,26 +75,27 @@ def parse_share(text: str) -> tuple[int, int]:
     return int(k), int(n)
 
 
-def stages_of_share(params: dict, share: tuple[int, int]) -> list[tuple[str, str]]:
-    """(stage, trial) of the train@ and finetune@ stages machine K of N takes: every N-th train
-    trial in params order, and each finetune@ with its parent (its dep is the parent's model file)."""
+def stages_of_share(params: dict, share: tuple[int, int]) -> list[tuple[str, str, str | None]]:
+    """(stage, trial, parent trial or None) of the train@ and finetune@ stages machine K of N takes:
+    every N-th train trial in params order, and each finetune@ with its parent (its dep is the
+    parent's model file)."""
     k, n = share
     train = params["trial_groups"]["train"]
     mine = {t for i, t in enumerate(train) if i % n == k}
-    out = [(f"train@{t}", t) for t in train if t in mine]
+    out: list[tuple[str, str, str | None]] = [(f"train@{t}", t, None) for t in train if t in mine]
     for trial in params["trial_groups"]["finetune"]:
-        if resolve_trial(params, trial)["init_trial"] in mine:
-            out.append((f"finetune@{trial}", trial))
+        parent = resolve_trial(params, trial)["init_trial"]
+        if parent in mine:
+            out.append((f"finetune@{trial}", trial, parent))
     return out
 
 
-def plan_jobs(params: dict, stages: list[tuple[str, str]], pending: set[str], logs: Path) -> list[Job]:
+def plan_jobs(stages: list[tuple[str, str, str | None]], pending: set[str], logs: Path) -> list[Job]:
     """One job per pending stage; a finetune@ waits for its parent when that is pending."""
     jobs = []
-    for stage, trial in stages:
+    for stage, trial, parent in stages:
         if stage not in pending:
             continue
-        parent = resolve_trial(params, trial)["init_trial"] if stage.startswith("finetune@") else None
         after = (parent,) if parent and f"train@{parent}" in pending else ()
         jobs.append(Job(trial, dvc("repro", "--single-item", stage), logs / f"{trial}.log", after))
     return jobs
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr if args.list else sys.stdout, flush=True)
             if run_logged(dvc("repro", *data_stages), logs / "data.log", "cpu") != 0:
                 raise ConfigError(f"the data stages failed; see {logs / 'data.log'}")
-        jobs = plan_jobs(params, stages, pending_stages([stage for stage, _ in stages]), logs)
+        jobs = plan_jobs(stages, pending_stages([stage for stage, _, _ in stages]), logs)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -151,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
              retry_when=dvc_lock_busy)
     if jobs:
         print(summary_table(jobs))
-    failed = counts(jobs).get("failed", 0) + counts(jobs).get("skipped", 0)
+    states = counts(jobs)
+    failed = states.get("failed", 0) + states.get("skipped", 0)
     if failed:
         print(f"error: {failed} of {len(jobs)} runs not done (failed or skipped; logs above); fix them and "
               "launch again: runs that are done are not run again", file=sys.stderr)

@@ -107,10 +107,10 @@ def paper_params() -> dict:
 def test_shares_cover_every_run_once_and_keep_a_finetune_with_its_parent(paper_params):
     every = [f"{g}@{t}" for g in ("train", "finetune") for t in paper_params["trial_groups"][g]]
     shares = [stages_of_share(paper_params, (k, 3)) for k in range(3)]
-    assert sorted(s for share in shares for s, _ in share) == sorted(every)
+    assert sorted(s for share in shares for s, _, _ in share) == sorted(every)
     for share in shares:
-        names = {stage for stage, _ in share}
-        for stage, trial in share:
+        names = {stage for stage, _, _ in share}
+        for stage, trial, _ in share:
             if stage.startswith("finetune@"):
                 parent = paper_params["runs"][paper_params["trials"][trial]["run"]]["init_from"]
                 assert f"train@{parent}-seed0" in names
@@ -120,12 +120,12 @@ def test_shares_cover_every_run_once_and_keep_a_finetune_with_its_parent(paper_p
 
 def test_a_finetune_waits_for_its_pending_parent_only(paper_params, tmp_path):
     stages = stages_of_share(paper_params, (0, 1))
-    child = next(t for s, t in stages if s.startswith("finetune@"))
+    child = next(t for s, t, _ in stages if s.startswith("finetune@"))
     parent = paper_params["runs"][paper_params["trials"][child]["run"]]["init_from"] + "-seed0"
-    both = plan_jobs(paper_params, stages, {f"train@{parent}", f"finetune@{child}"}, tmp_path)
+    both = plan_jobs(stages, {f"train@{parent}", f"finetune@{child}"}, tmp_path)
     assert [(j.name, j.after) for j in both] == [(parent, ()), (child, (parent,))]
     assert both[1].command[-3:] == ["repro", "--single-item", f"finetune@{child}"]
-    alone = plan_jobs(paper_params, stages, {f"finetune@{child}"}, tmp_path)
+    alone = plan_jobs(stages, {f"finetune@{child}"}, tmp_path)
     assert [(j.name, j.after) for j in alone] == [(child, ())]
 
 
