@@ -10,7 +10,7 @@ independent Bernoulli per element (p quantised to 1/65536), a new mask each step
 identity in eval mode. The mask is a pure function of (seed, step, layer, element), so a resumed
 run needs no generator state, and the backward pass recomputes it instead of storing it.
 
-The op is one torch.compile'd kernel (inductor fuses the hash into one vectorised loop, ~1.4 ns
+The op is one torch.compile'd kernel (inductor fuses the hash into one vectorised loop, ~0.6 ns
 per bf16 element); where compiling fails (no C++ compiler) the same integer ops run eagerly,
 bit-identical and slower. The CUDA path keeps PyTorch's dropout (lpa.engine decides).
 """
@@ -27,20 +27,29 @@ MASK32 = 0xFFFFFFFF
 RESOLUTION = 65536  # p is quantised to 1/65536
 
 
+def int32_word(v: int) -> int:
+    """The 32-bit word v mod 2^32 as the signed int32 holding the same bits."""
+    v &= MASK32
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
 def _mix(h: torch.Tensor) -> torch.Tensor:
-    """lowbias32 on int64 tensors holding 32-bit words (int64, so products never overflow)."""
-    h = h ^ (h >> 16)
-    h = (h * LOWBIAS_M1) & MASK32
-    h = h ^ (h >> 15)
-    h = (h * LOWBIAS_M2) & MASK32
-    return h ^ (h >> 16)
+    """lowbias32 on int32 tensors: products wrap mod 2^32 as the unsigned hash's do, and the right
+    shifts are made logical by masking off the copied sign bits. int32, not int64 holding 32-bit
+    words: the compiled loop does twice the lanes per vector (measured 0.62 vs 1.24 ns per element)."""
+    h = h ^ ((h >> 16) & 0xFFFF)
+    h = h * int32_word(LOWBIAS_M1)
+    h = h ^ ((h >> 15) & 0x1FFFF)
+    h = h * int32_word(LOWBIAS_M2)
+    return h ^ ((h >> 16) & 0xFFFF)
 
 
 def masked_scale(x: torch.Tensor, k1: torch.Tensor, k2: torch.Tensor, base: torch.Tensor,
                  threshold: int, scale: float) -> torch.Tensor:
-    """x * keep * scale with keep[i] = 16 bits of the hash of element (base + i) >= threshold."""
-    idx = torch.arange(x.numel(), device=x.device, dtype=torch.int64).view(x.shape) + base
-    h = _mix(_mix((idx & MASK32) ^ k1) ^ k2)
+    """x * keep * scale with keep[i] = 16 bits of the hash of element (base + i) mod 2^32 >= threshold.
+    k1, k2, base: int32 scalar tensors (int32_word of the 32-bit values); x.numel() < 2^31."""
+    idx = torch.arange(x.numel(), device=x.device, dtype=torch.int32).view(x.shape) + base
+    h = _mix(_mix(idx ^ k1) ^ k2)
     keep = (h & (RESOLUTION - 1)) >= threshold
     return torch.where(keep, x * scale, torch.zeros((), dtype=x.dtype, device=x.device))
 
@@ -55,7 +64,7 @@ def _kernel():
         try:
             fn = torch.compile(masked_scale, dynamic=True)
             probe = torch.ones(4, 3)
-            key = torch.zeros((), dtype=torch.int64)
+            key = torch.zeros((), dtype=torch.int32)
             if not torch.equal(fn(probe, key, key, key, 0, 1.0), probe):
                 raise RuntimeError("compiled dropout kernel disagrees with the eager one")
             _compiled = fn
@@ -117,7 +126,9 @@ class CounterDropout(nn.Module):
         # as its NHWC view, never copied to NCHW
         nhwc = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         flat = x.permute(0, 2, 3, 1) if nhwc else x.contiguous()
-        keys = [torch.tensor(v, dtype=torch.int64, device=x.device)  # tensors: no recompile per step
+        if x.numel() >= 1 << 31:
+            raise ValueError(f"counter dropout: {x.numel()} elements in one tensor (the counters are 32-bit)")
+        keys = [torch.tensor(int32_word(v), dtype=torch.int32, device=x.device)  # tensors: no recompile per step
                 for v in (k1, k2, self.clock.first_image * per_image)]
         y = _CounterDropout.apply(flat, *keys, self.threshold, self.scale)
         return y.permute(0, 3, 1, 2) if nhwc else y

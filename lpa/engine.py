@@ -23,6 +23,7 @@ from tqdm import tqdm
 from lpa.augment import augment_batch
 from lpa.checkpoint import config_hash, load_checkpoint, save_checkpoint
 from lpa.dropout import DropoutClock, use_counter_dropout
+from lpa.small_map_conv import use_small_map_convs
 from lpa.distributed import (SINGLE, World, all_max, all_sum, broadcast_from_main, dropout_seed, local_part,
                              synchronise_batchnorm, wrap)
 from lpa.errors import ConfigError, NonFiniteLossError
@@ -139,12 +140,27 @@ def counter_dropout(model: torch.nn.Module, masks: str, device: torch.device, se
     Not under train.compile: dynamo re-traces the model every step around the masks' step keys
     (measured: 98 s a step instead of 0.8 at width 0.25), so auto keeps PyTorch's masks there."""
     if compiled and masks == "counter":
-        raise ConfigError("train.dropout_masks=counter cannot be combined with train.compile=true (the compiled "
+        raise ConfigError("train.dropout_masks=counter cannot be combined with train.compile.<device>=true (the compiled "
                           "model would be re-traced every step); use train.dropout_masks=auto or torch")
     if masks == "torch" or compiled or (masks == "auto" and device.type != "cpu"):
         return None
     clock = DropoutClock(seed)
     return clock if use_counter_dropout(model, clock) else None
+
+
+def small_map_convs(model: torch.nn.Module, setting: str, device: torch.device, amp_dtype,
+                    compiled: bool = False) -> int:
+    """Swap the model's small-map 3x3 convolutions for lpa.small_map_conv's (weight gradient by one
+    im2col GEMM) where `train.small_map_weight_grad` asks for them (auto: on the CPU under bf16, where
+    oneDNN's weight gradient on 4x4 and 2x2 maps measured 2-11x slower); returns how many."""
+    if compiled and setting == "gemm":
+        raise ConfigError("train.small_map_weight_grad=gemm cannot be combined with train.compile.<device>=true (not "
+                          "measured under the compiler); use train.small_map_weight_grad=auto or library")
+    if setting == "library" or compiled:
+        return 0
+    if setting == "auto" and (device.type != "cpu" or amp_dtype != torch.bfloat16):
+        return 0
+    return use_small_map_convs(model)
 
 
 def apply_warm_start(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) -> None:
@@ -223,11 +239,13 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
         apply_warm_start(model, init_state)
     if world.distributed and cfg["distributed"]["sync_batchnorm"]:
         model = synchronise_batchnorm(model)
-    clock = counter_dropout(model, cfg["dropout_masks"], device, seed, compiled=cfg["compile"])
+    compiled = cfg["compile"][device.type]
+    amp_dtype = autocast_dtype(device, cfg["precision"])
+    clock = counter_dropout(model, cfg["dropout_masks"], device, seed, compiled=compiled)
+    small_map_convs(model, cfg["small_map_weight_grad"], device, amp_dtype, compiled=compiled)
     optimizer = build_optimizer(model, cfg, device)
     parallel_model = wrap(model, world, device)
-    forward_model = torch.compile(parallel_model, mode=cfg["compile_mode"]) if cfg["compile"] else parallel_model
-    amp_dtype = autocast_dtype(device, cfg["precision"])
+    forward_model = torch.compile(parallel_model, mode=cfg["compile_mode"]) if compiled else parallel_model
     channels_last = cfg["channels_last"]
     gen = torch.Generator(device=device).manual_seed(seed)
 

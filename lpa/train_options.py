@@ -44,7 +44,15 @@ TRAIN_SETTINGS: dict = {
     "dropout_masks": Setting("choice", "how dropout masks are drawn: auto (counter on the CPU, torch on CUDA) | "
                                        "torch (nn.Dropout) | counter (lpa.dropout: hashed, ~5x faster on a CPU)",
                              choices=("auto", "torch", "counter")),
-    "compile": Setting("bool", "torch.compile the model"),
+    "small_map_weight_grad": Setting(
+        "choice", "weight gradient of 3x3 convolutions on maps of at most 4x4 with >= 64 input channels: auto (one "
+                  "im2col GEMM on the CPU under bf16, lpa/small_map_conv.py; the library's elsewhere) | library "
+                  "(PyTorch's: oneDNN / cuDNN) | gemm (the GEMM on any device and precision)",
+        choices=("auto", "library", "gemm")),
+    "compile": {
+        "cpu": Setting("bool", "torch.compile the model on a CPU (measured slower here: README, speed)"),
+        "cuda": Setting("bool", "torch.compile the model on a GPU"),
+    },
     "compile_mode": Setting("choice", "torch.compile mode", choices=COMPILE_MODES),
     "max_images": Setting("int", ">0: a fixed class-balanced subset of this many training images; 0: all", low=0),
     "val_fraction": Setting("number", ">0: hold out this share of train for monitoring (never the test split)",

@@ -6,12 +6,17 @@ from lpa.bench import main
 
 def test_bench_prints_every_figure_and_ends_with_the_speedup(capsys):
     main(["--model", "vgg-att2", "--width", "0.125", "--batch-size", "8", "--steps", "2", "--warmup", "1",
-          "--precision", "bf16", "--compare-reference", "--reference-workers", "0"])
+          "--precision", "bf16", "--compare-reference", "--reference-workers", "0", "--repeats", "3"])
     out = capsys.readouterr().out.strip().splitlines()
     text = "\n".join(out)
     # on the CPU the benchmark first measures the device's own convolution peak
     assert re.match(r"cpu peak: calibrated 3x3 conv 128x256x16x16 bf16 channels_last: [\d.]+ TFLOP/s\ndevice: cpu",
                     text), text
+    # and again after the timed steps (the CPU changes speed); --repeats: every block, the median reported
+    assert re.search(r"^cpu peak after the timed steps: calibrated 3x3 conv .*: [\d.]+ TFLOP/s$", text, re.M), text
+    for name in ("ours", "reference"):
+        assert re.search(rf"^{name} blocks of 2 steps: [\d.]+ [\d.]+ [\d.]+ images/s \(median [\d.]+, best [\d.]+\)$",
+                         text, re.M), text
     assert re.search(r"^ours achieved: [\d.]+ TFLOP/s = [\d.]+% of [\d.]+ TFLOP/s, this CPU's measured", text, re.M)
     for name in ("ours", "reference"):
         assert re.search(rf"^{name}: [\d.]+ images/s  [\d.]+ ms/step  peak memory \d+ MiB  warm-up [\d.]+ s$",

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from lpa.dropout import RESOLUTION, CounterDropout, DropoutClock, masked_scale, use_counter_dropout
+from lpa.dropout import (LOWBIAS_M1, LOWBIAS_M2, RESOLUTION, CounterDropout, DropoutClock, int32_word, masked_scale,
+                         use_counter_dropout)
 from lpa.engine import DeviceData, counter_dropout, train
 from lpa.errors import ConfigError
 
@@ -79,11 +81,28 @@ def test_channels_last_keeps_its_layout_and_images_get_global_counters():
     assert torch.equal(whole[3:], part)
 
 
-def test_compiled_and_eager_kernels_agree():
-    x = torch.randn(5, 7, 3)
-    k1, k2, base = (torch.tensor(v) for v in (123456789, 987654321, 11))
+def lowbias32(h: np.ndarray) -> np.ndarray:
+    """The hash's definition on unsigned 32-bit words (numpy uint32 arithmetic wraps mod 2^32)."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(LOWBIAS_M1)
+    h = h ^ (h >> np.uint32(15))
+    h = h * np.uint32(LOWBIAS_M2)
+    return h ^ (h >> np.uint32(16))
+
+
+@pytest.mark.parametrize("base", [11, 2**32 - 40])  # the second wraps around 2^32 inside the tensor
+def test_compiled_and_eager_kernels_compute_the_unsigned_hash(base):
+    x = torch.randn(5, 7, 3)  # 105 elements: not a multiple of the vector width (the scalar tail runs)
+    k1, k2 = 0x9ABCDEF0, 987654321
+    keys = [torch.tensor(int32_word(v), dtype=torch.int32) for v in (k1, k2, base)]
+    eager = masked_scale(x, *keys, 19661, 1.5)
     compiled = torch.compile(masked_scale, dynamic=True)
-    assert torch.equal(compiled(x, k1, k2, base, 19661, 1.5), masked_scale(x, k1, k2, base, 19661, 1.5))
+    assert torch.equal(compiled(x, *keys, 19661, 1.5), eager)
+    with np.errstate(over="ignore"):
+        idx = ((np.arange(x.numel(), dtype=np.uint64) + base) & 0xFFFFFFFF).astype(np.uint32)
+        h = lowbias32(lowbias32(idx ^ np.uint32(k1)) ^ np.uint32(k2))
+    keep = torch.from_numpy((h & 0xFFFF) >= 19661).view(x.shape)
+    assert torch.equal(eager, torch.where(keep, x * 1.5, torch.zeros(())))
 
 
 def test_models_get_counter_dropout_on_the_cpu_only():

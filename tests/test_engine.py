@@ -143,6 +143,6 @@ def test_predict_returns_maps_for_attention_models(tiny_config):
 def test_torch_compile_path_trains_like_eager(tiny_config):
     """train.compile (Inductor) with bf16 autocast and channels_last: the GPU recipe, run on the CPU."""
     eager = train(tiny_config(epochs=1), toy_data(), 10, progress=False)
-    compiled = train(tiny_config(epochs=1, compile=True), toy_data(), 10, progress=False)
+    compiled = train(tiny_config(epochs=1, compile={"cpu": True, "cuda": True}), toy_data(), 10, progress=False)
     assert math.isfinite(compiled.history[0]["train_loss"])
     assert compiled.history[0]["train_loss"] == pytest.approx(eager.history[0]["train_loss"], rel=0.05)
