@@ -2,7 +2,7 @@
 
     python -m lpa.bench --model vgg-att2 [--batch-size 128] [--steps 20] [--width 1.0]
                         [--precision auto|fp32|bf16] [--compile] [--compare-reference]
-                        [--repeats R] [--profile] [--dropout on|off]
+                        [--repeats R] [--profile] [--dropout on|off] [--against OPTION=VALUE]
 
 Ours: data resident on the device, batched on-device flip + pad-4 crop, the engine's own
 `train_batch` (bf16 autocast and channels_last on CUDA by default, fused/foreach SGD), no host
@@ -69,7 +69,8 @@ def sync(device: torch.device) -> None:
 BENCH_SGD = {"lr": 0.1, "momentum": 0.9, "dampening": 0.0, "nesterov": False, "weight_decay": 5e-4}
 
 
-def time_ours(args, device: torch.device, amp_dtype) -> dict:
+def ours_step(args, device: torch.device, amp_dtype):
+    """One training step of the engine (model, masks, optimizer, data on the device) as step(i)."""
     torch.manual_seed(0)
     # the engine's own model construction (model defaults, width, memory layout)
     config = {"model": {"name": args.model, "width": args.width,
@@ -92,7 +93,48 @@ def time_ours(args, device: torch.device, amp_dtype) -> dict:
             clock.step = i
         return train_batch(forward, optimizer, data, idx, gen, augment, args.channels_last, amp_dtype)
 
-    return run_timed(step, args, device, "ours", profile=args.profile)
+    return step
+
+
+def time_ours(args, device: torch.device, amp_dtype) -> dict:
+    return run_timed(ours_step(args, device, amp_dtype), args, device, "ours", profile=args.profile)
+
+
+# --against OPTION=VALUE: the options an A/B comparison may change, with their allowed values
+AGAINST = {"dropout": ("on", "off"), "dropout-masks": ("auto", "torch", "counter"),
+           "small-map-weight-grad": ("auto", "library", "gemm")}
+
+
+def parse_against(text: str) -> tuple[str, str]:
+    option, _, value = text.partition("=")
+    if option not in AGAINST or value not in AGAINST[option]:
+        allowed = "; ".join(f"{k}={'|'.join(v)}" for k, v in AGAINST.items())
+        raise argparse.ArgumentTypeError(f"{text!r}: expected OPTION=VALUE, one of {allowed}")
+    return option, value
+
+
+def interleaved(args, device: torch.device, amp_dtype) -> None:
+    """Ours against ours with one option changed, in one process, blocks alternating (A B, B A, ...):
+    both see the same machine state, so their ratio holds where this CPU's speed moves under both."""
+    option, value = args.against
+    other = argparse.Namespace(**{**vars(args), option.replace("-", "_"): value})
+    steps = {"ours": ours_step(args, device, amp_dtype), "against": ours_step(other, device, amp_dtype)}
+    for step in steps.values():
+        for i in range(args.warmup):
+            step(i)
+    rates: dict[str, list[float]] = {"ours": [], "against": []}
+    for r in range(max(args.repeats, 3)):
+        for name in (("ours", "against") if r % 2 == 0 else ("against", "ours")):
+            sync(device)
+            t = time.perf_counter()
+            for i in range(args.steps):
+                steps[name](args.warmup + r * args.steps + i)
+            sync(device)
+            rates[name].append(args.steps * args.batch_size / (time.perf_counter() - t))
+    ratios = sorted(b / a for a, b in zip(rates["ours"], rates["against"]))
+    pairs = " ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(rates["ours"], rates["against"]))
+    print(f"against {option}={value}, interleaved blocks of {args.steps} steps (ours/against images/s): {pairs}")
+    print(f"against/ours: median {ratios[len(ratios) // 2]:.3f} (range {ratios[0]:.3f}-{ratios[-1]:.3f})")
 
 
 def time_reference(args, device: torch.device) -> dict:
@@ -205,6 +247,9 @@ def main(argv=None) -> None:
                    help="as train.dropout_masks (auto: counter-based on the CPU)")
     p.add_argument("--small-map-weight-grad", choices=["auto", "library", "gemm"], default="auto",
                    help="as train.small_map_weight_grad (auto: im2col GEMM on the CPU under bf16)")
+    p.add_argument("--against", type=parse_against, default=None, metavar="OPTION=VALUE",
+                   help="also time ours with one option changed (" + ", ".join(AGAINST) + "), blocks alternating "
+                        "in this process, and print the ratio (max(--repeats, 3) blocks each)")
     p.add_argument("--profile", action="store_true", help="print the top operators of the timed steps")
     p.add_argument("--profile-rows", type=int, default=15)
     args = p.parse_args(argv)
@@ -244,6 +289,8 @@ def main(argv=None) -> None:
                                                      if peak else " (device peak unknown: --peak-tflops)"))
     print(f"ours estimated {PAPER_EPOCHS} epochs x {CIFAR_TRAIN_IMAGES} images: "
           f"{PAPER_EPOCHS * CIFAR_TRAIN_IMAGES / ours['images_per_s'] / 60:.1f} min")
+    if args.against:
+        interleaved(args, device, amp_dtype)
     if args.compare_reference:
         print(f"reference: fp32, NCHW, no compile, DataLoader({args.reference_workers} workers) "
               "+ per-image PIL RandomCrop/Flip/ToTensor/Normalize, loss.item() per step")

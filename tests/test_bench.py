@@ -1,6 +1,8 @@
 """The benchmark command runs and prints its figures (figures are measured, never asserted)."""
 import re
 
+import pytest
+
 from lpa.bench import main
 
 
@@ -35,3 +37,19 @@ def test_bench_profiles_and_switches_dropout(capsys):
     main(["--model", "vgg-att2", "--width", "0.125", "--batch-size", "8", "--steps", "2", "--warmup", "1",
           "--precision", "bf16", "--dropout", "on", "--profile", "--profile-rows", "40", "--peak-tflops", "1.0"])
     assert "aten::bernoulli_" not in capsys.readouterr().out  # counter masks on the CPU by default
+
+
+def test_bench_times_an_option_against_another_interleaved(capsys):
+    main(["--model", "vgg", "--width", "0.125", "--batch-size", "8", "--steps", "1", "--warmup", "1",
+          "--precision", "bf16", "--peak-tflops", "1.0", "--against", "small-map-weight-grad=gemm"])
+    text = capsys.readouterr().out
+    assert re.search(r"^against small-map-weight-grad=gemm, interleaved blocks of 1 steps \(ours/against images/s\):"
+                     r"( [\d.]+/[\d.]+){3}$", text, re.M), text
+    assert re.search(r"^against/ours: median [\d.]+ \(range [\d.]+-[\d.]+\)$", text, re.M), text
+
+
+def test_bench_refuses_an_unknown_against_option(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "vgg", "--against", "small-map-weight-grad=fast"])
+    assert exit_info.value.code == 2
+    assert "expected OPTION=VALUE, one of dropout=on|off" in capsys.readouterr().err
