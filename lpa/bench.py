@@ -194,25 +194,23 @@ def run_timed(step, args, device: torch.device, name: str, profile: bool = False
         step(i)
     sync(device)
     warmup_s = time.perf_counter() - t0
+    if profile:  # an extra block under torch.profiler, before the timed ones (its overhead stays out of them)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
+                                    + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])) as prof:
+            for i in range(args.steps):
+                step(args.warmup + i)
+            sync(device)
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(f"profile of {args.steps} steps (an extra block before the timed ones):")
+        print(prof.key_averages().table(sort_by=sort, row_limit=args.profile_rows, max_name_column_width=40))
     blocks = []
+    first = args.warmup + (args.steps if profile else 0)
     for r in range(args.repeats):
-        first = args.warmup + r * args.steps
-        profiled = profile and r == 0  # the first block under torch.profiler (its overhead is in the figures)
-        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
-                                      + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else []))
         t1 = time.perf_counter()
-        if profiled:
-            prof.start()
         for i in range(args.steps):
-            step(first + i)
+            step(first + r * args.steps + i)
         sync(device)
-        if profiled:
-            prof.stop()
         blocks.append(time.perf_counter() - t1)
-        if profiled:
-            sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-            print(f"profile of the {args.steps} timed steps (profiler overhead included in the times below):")
-            print(prof.key_averages().table(sort_by=sort, row_limit=args.profile_rows, max_name_column_width=40))
     seconds = sorted(blocks)[len(blocks) // 2]
     images = args.steps * args.batch_size
     if len(blocks) > 1:
@@ -229,7 +227,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=20, help="timed steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
-    p.add_argument("--repeats", type=int, default=1, help="blocks of --steps timed steps; figures of the median block")
+    p.add_argument("--repeats", type=int, default=1, help="blocks of --steps timed steps (>= 1); figures of the median block")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--num-classes", type=int, default=10)
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -253,6 +251,10 @@ def main(argv=None) -> None:
     p.add_argument("--profile", action="store_true", help="print the top operators of the timed steps")
     p.add_argument("--profile-rows", type=int, default=15)
     args = p.parse_args(argv)
+    if args.repeats < 1 or args.steps < 1:
+        p.error("--repeats and --steps must be at least 1")
+    if args.compile and args.against in (("dropout-masks", "counter"), ("small-map-weight-grad", "gemm")):
+        p.error(f"--against {'='.join(args.against)} cannot be combined with --compile (as in train.compile)")
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")

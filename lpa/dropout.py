@@ -63,9 +63,10 @@ def _kernel():
     if _compiled is None:
         try:
             fn = torch.compile(masked_scale, dynamic=True)
-            probe = torch.ones(4, 3)
-            key = torch.zeros((), dtype=torch.int32)
-            if not torch.equal(fn(probe, key, key, key, 0, 1.0), probe):
+            # a check that can fail: odd size (the scalar tail runs), nonzero keys, a real threshold
+            probe = torch.arange(1.0, 106.0).view(5, 7, 3)
+            keys = [torch.tensor(int32_word(v), dtype=torch.int32) for v in (0x9ABCDEF0, 987654321, 2**32 - 40)]
+            if not torch.equal(fn(probe, *keys, 19661, 1.5), masked_scale(probe, *keys, 19661, 1.5)):
                 raise RuntimeError("compiled dropout kernel disagrees with the eager one")
             _compiled = fn
         except Exception as err:  # noqa: BLE001 (any compiler failure: fall back, say so once)

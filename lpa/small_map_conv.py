@@ -65,9 +65,11 @@ class SmallMapConv2d(nn.Conv2d):
         if x.dim() != 4 or x.shape[-1] * x.shape[-2] > SMALL_MAP:
             return super().forward(x)
         device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        if not torch.is_autocast_enabled(device) or x.dtype == torch.float64:
+            return _SmallMapConv.apply(x, self.weight, self.bias)  # no casts: mismatched dtypes fail as in conv2d
+        dtype = torch.get_autocast_dtype(device)
         bias = None if self.bias is None else self.bias.to(dtype)
-        # autocast's own casts, done here: inside, the Function's ops run on the cast tensors
+        # autocast's own casts for conv2d, done here: inside, the Function's ops run on the cast tensors
         with torch.autocast(device, enabled=False):
             return _SmallMapConv.apply(x.to(dtype), self.weight.to(dtype), bias)
 

@@ -32,7 +32,7 @@ def test_bench_profiles_and_switches_dropout(capsys):
           "--precision", "bf16", "--dropout", "on", "--dropout-masks", "torch", "--profile", "--profile-rows", "5",
           "--peak-tflops", "1.0"])
     text = capsys.readouterr().out
-    assert "profile of the 2 timed steps" in text and "aten::bernoulli_" in text  # PyTorch's masks, profiled
+    assert "profile of 2 steps (an extra block before the timed ones)" in text and "aten::bernoulli_" in text  # PyTorch's masks, profiled
     assert "cpu peak" not in text  # --peak-tflops given: nothing to calibrate
     main(["--model", "vgg-att2", "--width", "0.125", "--batch-size", "8", "--steps", "2", "--warmup", "1",
           "--precision", "bf16", "--dropout", "on", "--profile", "--profile-rows", "40", "--peak-tflops", "1.0"])
@@ -53,3 +53,6 @@ def test_bench_refuses_an_unknown_against_option(capsys):
         main(["--model", "vgg", "--against", "small-map-weight-grad=fast"])
     assert exit_info.value.code == 2
     assert "expected OPTION=VALUE, one of dropout=on|off" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--model", "vgg", "--repeats", "0"])
+    assert "--repeats and --steps must be at least 1" in capsys.readouterr().err

@@ -72,6 +72,14 @@ def test_bf16_autocast_casts_like_autocast_and_grads_reach_the_fp32_weight():
     torch.testing.assert_close(w_grad, w_grad0, rtol=2e-2, atol=2e-2 * w_grad0.abs().max().item())
 
 
+def test_without_autocast_nothing_is_cast():
+    plain, small = conv_pair()
+    with pytest.raises(RuntimeError):  # bf16 input, fp32 weight: an error, as in nn.Conv2d
+        small(torch.randn(2, 64, 4, 4, dtype=torch.bfloat16))
+    with pytest.raises(RuntimeError):
+        plain(torch.randn(2, 64, 4, 4, dtype=torch.bfloat16))
+
+
 def test_only_qualifying_convs_are_swapped_and_the_state_dict_is_unchanged():
     model = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.Conv2d(32, 64, 3, padding=1),  # too few channels
                           nn.Conv2d(64, 64, 1), nn.Conv2d(64, 64, 3, padding=1, stride=2),
