@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from lpa.estimate import TRAIN_IMAGES
-from lpa.engine import (DeviceData, build_for_training, build_optimizer, counter_dropout, small_map_convs,
-                        train_batch)
+from lpa.engine import (DeviceData, build_for_training, build_optimizer, counter_dropout, refuse_under_compile,
+                        small_map_convs, train_batch)
+from lpa.errors import ConfigError
 from lpa.models import build_model, count_flops
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; --peak-tflops overrides.
@@ -120,17 +121,12 @@ def interleaved(args, device: torch.device, amp_dtype) -> None:
     other = argparse.Namespace(**{**vars(args), option.replace("-", "_"): value})
     steps = {"ours": ours_step(args, device, amp_dtype), "against": ours_step(other, device, amp_dtype)}
     for step in steps.values():
-        for i in range(args.warmup):
-            step(i)
+        timed_block(step, 0, args.warmup, device)
     rates: dict[str, list[float]] = {"ours": [], "against": []}
     for r in range(max(args.repeats, 3)):
         for name in (("ours", "against") if r % 2 == 0 else ("against", "ours")):
-            sync(device)
-            t = time.perf_counter()
-            for i in range(args.steps):
-                steps[name](args.warmup + r * args.steps + i)
-            sync(device)
-            rates[name].append(args.steps * args.batch_size / (time.perf_counter() - t))
+            seconds = timed_block(steps[name], args.warmup + r * args.steps, args.steps, device)
+            rates[name].append(args.steps * args.batch_size / seconds)
     ratios = sorted(b / a for a, b in zip(rates["ours"], rates["against"]))
     pairs = " ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(rates["ours"], rates["against"]))
     print(f"against {option}={value}, interleaved blocks of {args.steps} steps (ours/against images/s): {pairs}")
@@ -183,34 +179,31 @@ def time_reference(args, device: torch.device) -> dict:
     return run_timed(step, args, device, "reference")
 
 
+def timed_block(step, first: int, steps: int, device: torch.device) -> float:
+    """Seconds for step(first) .. step(first + steps - 1), the device synchronised at both ends."""
+    sync(device)
+    t = time.perf_counter()
+    for i in range(first, first + steps):
+        step(i)
+    sync(device)
+    return time.perf_counter() - t
+
+
 def run_timed(step, args, device: torch.device, name: str, profile: bool = False) -> dict:
     """Warm-up steps, then `args.repeats` blocks of `args.steps` timed steps; the figures are the
     median block's (a CPU shared with others changes speed between blocks: --repeats shows it)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    sync(device)
-    t0 = time.perf_counter()
-    for i in range(args.warmup):
-        step(i)
-    sync(device)
-    warmup_s = time.perf_counter() - t0
+    warmup_s = timed_block(step, 0, args.warmup, device)
     if profile:  # an extra block under torch.profiler, before the timed ones (its overhead stays out of them)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]
                                     + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])) as prof:
-            for i in range(args.steps):
-                step(args.warmup + i)
-            sync(device)
+            timed_block(step, args.warmup, args.steps, device)
         sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         print(f"profile of {args.steps} steps (an extra block before the timed ones):")
         print(prof.key_averages().table(sort_by=sort, row_limit=args.profile_rows, max_name_column_width=40))
-    blocks = []
     first = args.warmup + (args.steps if profile else 0)
-    for r in range(args.repeats):
-        t1 = time.perf_counter()
-        for i in range(args.steps):
-            step(first + r * args.steps + i)
-        sync(device)
-        blocks.append(time.perf_counter() - t1)
+    blocks = [timed_block(step, first + r * args.steps, args.steps, device) for r in range(args.repeats)]
     seconds = sorted(blocks)[len(blocks) // 2]
     images = args.steps * args.batch_size
     if len(blocks) > 1:
@@ -253,8 +246,13 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.repeats < 1 or args.steps < 1:
         p.error("--repeats and --steps must be at least 1")
-    if args.compile and args.against in (("dropout-masks", "counter"), ("small-map-weight-grad", "gemm")):
-        p.error(f"--against {'='.join(args.against)} cannot be combined with --compile (as in train.compile)")
+    try:  # the engine's own rule, checked before anything is timed (for --against's option too)
+        for option, value in [("dropout-masks", args.dropout_masks), ("small-map-weight-grad", args.small_map_weight_grad),
+                              *([args.against] if args.against else [])]:
+            if option != "dropout":
+                refuse_under_compile(option.replace("-", "_"), value, args.compile)
+    except ConfigError as err:
+        p.error(str(err))
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")

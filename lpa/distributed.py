@@ -28,6 +28,8 @@ from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+from lpa.module_swap import replace_modules
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -192,19 +194,21 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 def synchronise_batchnorm(module: nn.Module) -> nn.Module:
     """`module` with every BatchNorm1d/2d replaced by a GlobalBatchNorm holding the same tensors
     (state_dict keys unchanged: a saved model loads into the plain architecture)."""
-    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        bn = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                             module.track_running_stats)
-        if module.affine:
-            bn.weight, bn.bias = module.weight, module.bias
-        if module.track_running_stats:
-            bn.running_mean, bn.running_var = module.running_mean, module.running_var
-            bn.num_batches_tracked = module.num_batches_tracked
-        bn.train(module.training)
-        return bn
-    for name, child in module.named_children():
-        setattr(module, name, synchronise_batchnorm(child))
+    replace_modules(module, lambda child: _global_twin(child)
+                    if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)) else None)
     return module
+
+
+def _global_twin(module: nn.BatchNorm1d | nn.BatchNorm2d) -> GlobalBatchNorm:
+    bn = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                         module.track_running_stats)
+    if module.affine:
+        bn.weight, bn.bias = module.weight, module.bias
+    if module.track_running_stats:
+        bn.running_mean, bn.running_var = module.running_mean, module.running_var
+        bn.num_batches_tracked = module.num_batches_tracked
+    bn.train(module.training)
+    return bn
 
 
 def dropout_seed(seed: int, world: World, epoch: int) -> int:

@@ -16,11 +16,14 @@ bit-identical and slower. The CUDA path keeps PyTorch's dropout (lpa.engine deci
 """
 from __future__ import annotations
 
+import itertools
 import sys
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from lpa.module_swap import replace_modules
 
 LOWBIAS_M1, LOWBIAS_M2 = 0x7FEB352D, 0x846CA68B  # C. Wellons, "Prospecting for hash functions" (2018)
 MASK32 = 0xFFFFFFFF
@@ -141,10 +144,6 @@ class CounterDropout(nn.Module):
 def use_counter_dropout(model: nn.Module, clock: DropoutClock) -> int:
     """Replace every nn.Dropout of `model` (in module order, which numbers the layers) by a
     CounterDropout on `clock`; returns how many. No parameters change: state_dicts are unaffected."""
-    count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Dropout:
-                setattr(parent, name, CounterDropout(child.p, count, clock))
-                count += 1
-    return count
+    layers = itertools.count()
+    return replace_modules(model, lambda child: CounterDropout(child.p, next(layers), clock)
+                           if type(child) is nn.Dropout else None)

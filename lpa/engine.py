@@ -131,6 +131,22 @@ def build_for_training(config: Mapping, num_classes: int, input_size: int, devic
     return model
 
 
+# The forced CPU kernels refused under train.compile, with why and what to use instead: one rule,
+# read by both swaps below and by lpa.bench's --against.
+NOT_UNDER_COMPILE = {
+    "dropout_masks": ("counter", "the compiled model would be re-traced every step", "auto or torch"),
+    "small_map_weight_grad": ("gemm", "not measured under the compiler", "auto or library"),
+}
+
+
+def refuse_under_compile(setting: str, value: str, compiled: bool) -> None:
+    """ConfigError if `train.<setting>=<value>` forces a kernel that train.compile cannot take."""
+    forced, why, instead = NOT_UNDER_COMPILE[setting]
+    if compiled and value == forced:
+        raise ConfigError(f"train.{setting}={value} cannot be combined with train.compile.<device>=true ({why}); "
+                          f"use train.{setting}={instead}")
+
+
 def counter_dropout(model: torch.nn.Module, masks: str, device: torch.device, seed: int,
                     compiled: bool = False) -> DropoutClock | None:
     """Swap the model's dropout for counter-based masks (lpa.dropout) where `train.dropout_masks`
@@ -139,9 +155,7 @@ def counter_dropout(model: torch.nn.Module, masks: str, device: torch.device, se
 
     Not under train.compile: dynamo re-traces the model every step around the masks' step keys
     (measured: 98 s a step instead of 0.8 at width 0.25), so auto keeps PyTorch's masks there."""
-    if compiled and masks == "counter":
-        raise ConfigError("train.dropout_masks=counter cannot be combined with train.compile.<device>=true (the compiled "
-                          "model would be re-traced every step); use train.dropout_masks=auto or torch")
+    refuse_under_compile("dropout_masks", masks, compiled)
     if masks == "torch" or compiled or (masks == "auto" and device.type != "cpu"):
         return None
     clock = DropoutClock(seed)
@@ -153,12 +167,8 @@ def small_map_convs(model: torch.nn.Module, setting: str, device: torch.device, 
     """Swap the model's small-map 3x3 convolutions for lpa.small_map_conv's (weight gradient by one
     im2col GEMM) where `train.small_map_weight_grad` asks for them (auto: on the CPU under bf16, where
     oneDNN's weight gradient on 4x4 and 2x2 maps measured 2-11x slower); returns how many."""
-    if compiled and setting == "gemm":
-        raise ConfigError("train.small_map_weight_grad=gemm cannot be combined with train.compile.<device>=true (not "
-                          "measured under the compiler); use train.small_map_weight_grad=auto or library")
-    if setting == "library" or compiled:
-        return 0
-    if setting == "auto" and (device.type != "cpu" or amp_dtype != torch.bfloat16):
+    refuse_under_compile("small_map_weight_grad", setting, compiled)
+    if setting == "library" or compiled or (setting == "auto" and (device.type != "cpu" or amp_dtype != torch.bfloat16)):
         return 0
     return use_small_map_convs(model)
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lpa.module_swap import replace_modules
+
 SMALL_MAP = 16      # positions (4x4 and smaller)
 MIN_CHANNELS = 64   # input channels
 _CONV = ([1, 1], [1, 1], [1, 1], False, [0, 0], 1)  # stride, padding, dilation, transposed, output_padding, groups
@@ -41,7 +43,6 @@ class _SmallMapConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
         ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
         return torch.ops.aten.convolution(x, weight, bias, *_CONV)
 
     @staticmethod
@@ -52,7 +53,7 @@ class _SmallMapConv(torch.autograd.Function):
             grad_input = torch.ops.aten.convolution_backward(grad, x, weight, None, *_CONV, [True, False, False])[0]
         if ctx.needs_input_grad[1]:
             grad_weight = weight_grad_im2col(grad, x)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # (False when there is no bias)
             grad_bias = grad.sum(dim=(0, 2, 3))
         return grad_input, grad_weight, grad_bias
 
@@ -85,16 +86,13 @@ def use_small_map_convs(model: nn.Module) -> int:
     """Replace each qualifying nn.Conv2d of `model` by a SmallMapConv2d holding the same Parameter
     objects (so an optimizer, a state_dict and a checkpoint see no difference); returns how many.
     Whether a map is small is decided per call, from the input's size."""
-    count = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if qualifies(child):
-                swapped = SmallMapConv2d(child.in_channels, child.out_channels, 3, padding=1,
-                                         bias=child.bias is not None, device="meta")
-                swapped.weight = child.weight
-                if child.bias is not None:
-                    swapped.bias = child.bias
-                swapped.train(child.training)
-                setattr(parent, name, swapped)
-                count += 1
-    return count
+    return replace_modules(model, lambda child: _small_map_twin(child) if qualifies(child) else None)
+
+
+def _small_map_twin(conv: nn.Conv2d) -> SmallMapConv2d:
+    twin = SmallMapConv2d(conv.in_channels, conv.out_channels, 3, padding=1, bias=conv.bias is not None,
+                          device="meta")
+    twin.weight = conv.weight
+    if conv.bias is not None:
+        twin.bias = conv.bias
+    return twin.train(conv.training)
