@@ -33,7 +33,7 @@ quickstart: venv
 	@echo "experiments:     dvc exp show   |   against the committed baseline: dvc metrics diff"
 
 bench: venv
-	$(PY) -m lpa.bench --model vgg-att2 --width 0.5 --batch-size 128 --steps 8 --warmup 2 --precision bf16 --compare-reference
+	$(PY) -m lpa.tools.bench --model vgg-att2 --width 0.5 --batch-size 128 --steps 8 --warmup 2 --precision bf16 --compare-reference
 
 models: venv
 	$(PY) -m lpa.models
@@ -52,11 +52,11 @@ cifar-cpu: venv
 	$(DVC) exp run -S suite=cifar-cpu $(foreach o,$(OVERRIDES),-S $(o))
 
 # every pending train stage of the current params across devices, then evaluation and report
-# (stages/launch.py), e.g. make table DEVICES=0,1,2,3 SLOTS=1; DEVICES=cpu on a machine without GPUs
+# (lpa/tools/launch.py), e.g. make table DEVICES=0,1,2,3 SLOTS=1; DEVICES=cpu on a machine without GPUs
 DEVICES ?= cpu
 SLOTS ?= 1
 table: venv
-	$(PY) -m stages.launch --devices $(DEVICES) --slots-per-device $(SLOTS)
+	$(PY) -m lpa.tools.launch --devices $(DEVICES) --slots-per-device $(SLOTS)
 
 clean-venv:
 	rm -rf .venv

@@ -1,8 +1,8 @@
-"""The errors a user causes and can fix. The stage runner (lpa/stage_runner.py) prints their
+"""The errors a user causes and can fix. The stage runner (lpa/config/stage_runner.py) prints their
 one-line message as `error: ...` and exits 1; anything else is a bug and keeps its traceback.
 
 A leaf module: every layer raises these without importing the layers above it. The data layer's
-own classes (lpa/data/errors.py) are user errors too.
+own classes (lpa/errors.py) are user errors too.
 """
 from __future__ import annotations
 
@@ -25,3 +25,26 @@ class DamagedFileError(RuntimeError):
 
 class NonFiniteLossError(RuntimeError):
     """Training diverged (a NaN or infinite loss); the message names the epoch and step."""
+
+
+class DataError(RuntimeError):
+    """Base class of every error raised by `lpa.data`."""
+
+
+class DataParamError(DataError, ValueError):
+    """An unknown dataset or an invalid data parameter; the message lists what is allowed.
+
+    Raised before any download or computation starts.
+    """
+
+
+class DownloadError(DataError):
+    """A needed file is neither in the raw directory nor downloadable (no network, bad URL)."""
+
+
+class IntegrityError(DataError):
+    """A raw file does not have its expected MD5 (corrupt or truncated); it was moved aside."""
+
+
+class DatasetFormatError(DataError):
+    """A file is readable but not in the expected format (names the file)."""

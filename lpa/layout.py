@@ -28,7 +28,7 @@ def model_file(suite: str, trial: str) -> Path:
 
 
 def checkpoint_dir(suite: str, trial: str) -> Path:
-    """checkpoints/<suite>/<trial>/: resumable state, outside DVC (lpa.checkpoint)."""
+    """checkpoints/<suite>/<trial>/: resumable state, outside DVC (lpa.train.checkpoint)."""
     return CHECKPOINTS_DIR / suite / trial
 
 

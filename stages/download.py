@@ -8,9 +8,9 @@ Writes uint8 images, int64 labels and meta.json (docs/contracts.md). Errors: one
 """
 from __future__ import annotations
 
-from lpa.stage_runner import run_stage
-from lpa.params import stage_params
-from lpa.data.params import check_dataset_name
+from lpa.config.stage_runner import run_stage
+from lpa.config.params import stage_params
+from lpa.config.data_options import check_dataset_name
 from lpa.data.pipeline import extract_dataset
 from lpa.data.pipeline import EXTRACTED_DIR
 

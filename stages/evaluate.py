@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lpa.stage_runner import run_stage
-from lpa.params import stage_params
-from lpa.evaluate import evaluate_run
+from lpa.config.stage_runner import run_stage
+from lpa.config.params import stage_params
+from lpa.experiments.evaluate import evaluate_run
 from lpa.layout import model_file, record_dir
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from lpa.stage_runner import run_stage
-from lpa.params import stage_params
-from lpa.data.params import check_dataset_name
+from lpa.config.stage_runner import run_stage
+from lpa.config.params import stage_params
+from lpa.config.data_options import check_dataset_name
 from lpa.data.pipeline import preprocess_dataset
 from lpa.data.pipeline import EXTRACTED_DIR, PROCESSED_DIR
 

@@ -7,16 +7,16 @@ and each trial's records: config.json, metrics.json and the other experiments' (
 transfer/*.json, segmentation/*.json). results.md: the mean over seeds per run with its 95%
 interval next to the paper's number, the paper's comparisons (Welch intervals and a verdict), the
 FGSM, transfer and segmentation tables, every trial, the deviations ledger. summary.json: the same
-numbers, nested, for `dvc metrics`. The work is lpa.suite_report's.
+numbers, nested, for `dvc metrics`. The work is lpa.report.suite's.
 """
 from __future__ import annotations
 
 import sys
 
 from lpa.layout import suite_dir
-from lpa.params import stage_params
-from lpa.stage_runner import run_stage
-from lpa.suite_report import write_suite_report
+from lpa.config.params import stage_params
+from lpa.config.stage_runner import run_stage
+from lpa.report.suite import write_suite_report
 
 
 def main() -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lpa.experiment_options import key_epsilon
+from lpa.config.experiment_options import key_epsilon
 from lpa.layout import model_file, record_dir
-from lpa.params import stage_params, to_plain
-from lpa.robustness import robustness_run
-from lpa.stage_runner import run_stage
+from lpa.config.params import stage_params, to_plain
+from lpa.experiments.robustness import robustness_run
+from lpa.config.stage_runner import run_stage
 
 
 def main(trial: str) -> None:

@@ -9,9 +9,9 @@ run's maps and the centre prior) and segmentation/NAME/<class>.png (image, mask,
 from __future__ import annotations
 
 from lpa.layout import model_file, segmentation_record
-from lpa.params import stage_params, to_plain
-from lpa.segmentation import segmentation_run
-from lpa.stage_runner import run_stage
+from lpa.config.params import stage_params, to_plain
+from lpa.experiments.segmentation import segmentation_run
+from lpa.config.stage_runner import run_stage
 
 
 def main(pair: str) -> None:

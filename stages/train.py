@@ -9,7 +9,7 @@ reports/SUITE/runs/TRIAL/train/. Resumes from checkpoints/SUITE/TRIAL/ after a c
 
 With train.distributed.processes > 1 it starts itself that many times under torchrun (one
 process per GPU); under a torchrun a user started (several machines) it joins that one. Rank 0
-writes every output; lpa/distributed.py says how the work is split.
+writes every output; lpa/train/distributed.py says how the work is split.
 """
 from __future__ import annotations
 
@@ -18,18 +18,18 @@ from pathlib import Path
 import torch
 from dvclive import Live
 
-from lpa.checkpoint import remove_checkpoints
-from lpa.config import resolve_trial
+from lpa.train.checkpoint import remove_checkpoints
+from lpa.config.run import resolve_trial
 from lpa.data.arrays import fingerprint, read_meta, read_split
-from lpa.distributed import launch_here, start, stop, world_from_environment
-from lpa.engine import DeviceData, pick_device, train
+from lpa.train.distributed import launch_here, start, stop, world_from_environment
+from lpa.train.engine import DeviceData, pick_device, train
 from lpa.errors import ConfigError
 from lpa.files import write_json
 from lpa.layout import checkpoint_dir, model_file, record_dir
-from lpa.modelfile import preprocessing_record, save_model
-from lpa.params import load_params, stage_params
-from lpa.stage_runner import run_stage
-from lpa.warm_start import parent_weights
+from lpa.train.modelfile import preprocessing_record, save_model
+from lpa.config.params import load_params, stage_params
+from lpa.config.stage_runner import run_stage
+from lpa.train.warm_start import parent_weights
 
 # dvclive metric names for the per-epoch record the engine produces
 LOGGED = {"train_loss": "train/loss", "train_top1_error": "train/top1_error", "lr": "lr",

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from lpa.layout import model_file, transfer_record
-from lpa.params import stage_params, to_plain
-from lpa.stage_runner import run_stage
-from lpa.transfer import transfer_run
+from lpa.config.params import stage_params, to_plain
+from lpa.config.stage_runner import run_stage
+from lpa.experiments.transfer import transfer_run
 
 
 def main(pair: str) -> None:

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from lpa.config import resolve_run
-from lpa.params import compose_params_yaml
+from lpa.config.run import resolve_run
+from lpa.config.params import compose_params_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 

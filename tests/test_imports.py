@@ -1,8 +1,11 @@
 """The import graph of lpa/ and stages/, read with `ast` (module-level and function-local imports
-alike): it has no cycle, and each stage's dvc.yaml deps cover every repo file the stage runs."""
+alike): it has no cycle, every import points down the layers declared in LAYERS, the config and
+report packages run without torch, and each stage's dvc.yaml deps cover every repo file it runs."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -10,6 +13,22 @@ import yaml
 from tests.conftest import REPO
 
 PACKAGES = ("lpa", "stages")
+
+# The layers, bottom first: a module may import its own layer and the layers below it, never one
+# above. The one place the order is declared (lpa/__init__.py's docstring draws it).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("lpa", "lpa.errors", "lpa.files", "lpa.layout"),  # leaves
+    ("lpa.config",),
+    ("lpa.data",),
+    ("lpa.models",),
+    ("lpa.train",),
+    ("lpa.experiments",),
+    ("lpa.report",),
+    ("lpa.tools",),
+    ("lpa.predict", "stages"),                          # entry points
+)
+# packages whose every module must import without torch (they run first in every stage)
+TORCH_FREE = ("lpa.config", "lpa.report")
 
 
 def repo_modules() -> dict[str, Path]:
@@ -106,6 +125,43 @@ def closure(graph: dict[str, set[str]], start: str) -> set[str]:
         parts = name.split(".")
         todo.extend(".".join(parts[:k]) for k in range(1, len(parts)))  # packages' __init__ run first
     return seen
+
+
+def layer_of(module: str) -> int:
+    """Index in LAYERS of the longest declared prefix of `module` (every module must have one)."""
+    best, rank = "", None
+    for i, layer in enumerate(LAYERS):
+        for prefix in layer:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > len(best):
+                best, rank = prefix, i
+    if rank is None:
+        raise AssertionError(f"{module} is in no layer: add its package to LAYERS")
+    return rank
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets if layer_of(b) > layer_of(a))
+
+
+def test_layer_rule_names_an_upward_import():
+    assert upward_imports({"lpa.config.run": {"lpa.train.engine"}, "lpa.train.engine": {"lpa.config.run"}}) \
+        == ["lpa.config.run -> lpa.train.engine"]
+    assert upward_imports({"stages.train": {"lpa.tools.launch", "lpa.errors"}}) == []
+
+
+def test_every_import_points_down_the_layers():
+    upward = upward_imports(import_graph())
+    assert not upward, "imports that point up the layers (LAYERS in this file):\n" + "\n".join(upward)
+
+
+def test_config_and_report_packages_import_without_torch():
+    names = sorted(n for n in repo_modules() if n.startswith(TORCH_FREE) and not n.endswith("__main__"))
+    code = ("import importlib, sys\n"
+            f"for name in {names!r}: importlib.import_module(name)\n"
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]", f"torch imported by {TORCH_FREE}: {proc.stdout.strip()}"
 
 
 def test_find_cycles_names_a_cycle():

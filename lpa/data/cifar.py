@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lpa.data.errors import DatasetFormatError
+from lpa.errors import DatasetFormatError
 from lpa.data.sources import CIFAR_LAYOUT
 from lpa.data.types import RawDataset
 

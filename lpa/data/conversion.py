@@ -1,9 +1,9 @@
 """How a new picture becomes one of a dataset's images: the conversion its own images went through.
 
 A trained model saw uint8 3 x S x S images made by its dataset's reader (download@<dataset>);
-`lpa.predict` and the transfer experiments must give it any other picture the same way, before
+`lpa.experiments.predict` and the transfer experiments must give it any other picture the same way, before
 the fitted transform (lpa.data.transforms). The recipe is decided by the dataset's meta.json
-(`conversion_for`) and saved inside every model file (lpa.modelfile), so a model file alone says
+(`conversion_for`) and saved inside every model file (lpa.train.modelfile), so a model file alone says
 how to feed it:
 
     rgb    convert to RGB, resize to S x S (Pillow bilinear, antialiased when shrinking): CIFAR,

@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from lpa.data.conversion import ImageConversion
-from lpa.data.errors import DatasetFormatError
+from lpa.errors import DatasetFormatError
 from lpa.data.imagefolder import IMAGE_ERRORS
 from lpa.data.types import RawDataset
 
@@ -222,7 +222,7 @@ def crop_box(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
 
 def convert_image(img: Image.Image, size: int, crop: tuple[int, int, int, int] | None) -> np.ndarray:
     """uint8 3 x size x size: RGB, cut to the integer `crop` box (if given), then the conversion a
-    new picture gets (lpa.data.conversion: bilinear resize), so lpa.predict feeds CUB models alike."""
+    new picture gets (lpa.data.conversion: bilinear resize), so lpa.experiments.predict feeds CUB models alike."""
     img = img.convert("RGB")
     return ImageConversion("rgb", size).convert(img.crop(crop) if crop is not None else img)
 

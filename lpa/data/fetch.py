@@ -18,7 +18,7 @@ import socket
 import urllib.error
 from pathlib import Path
 
-from lpa.data.errors import DownloadError, IntegrityError
+from lpa.errors import DownloadError, IntegrityError
 from lpa.data.sources import RemoteFile
 
 DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation, so a dead network fails instead of hanging

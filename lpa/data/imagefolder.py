@@ -26,7 +26,7 @@ from PIL import Image
 
 from lpa.data.arrays import SPLITS
 from lpa.data.conversion import ImageConversion
-from lpa.data.errors import DatasetFormatError
+from lpa.errors import DatasetFormatError
 from lpa.data.types import RawDataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -94,7 +94,7 @@ def scan_imagefolder(root: str | os.PathLike) -> tuple[list[str], dict[str, list
 
 
 def _read_chunk(paths: list[str], size: int) -> np.ndarray:
-    conversion = ImageConversion("rgb", size)  # the same conversion lpa.predict gives a new picture
+    conversion = ImageConversion("rgb", size)  # the same conversion lpa.experiments.predict gives a new picture
     out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
     for i, path in enumerate(paths):
         try:

@@ -3,7 +3,7 @@ random places on a seeded textured background, with the digit's pixels as the te
 
 It stands in for Object Discovery (Rubinstein et al. 2013) where no real image+mask set can be
 had: a model trained on these images can be scored, offline and in minutes, on whether its
-attention finds the digit (lpa.segmentation), against a centre prior that cannot.
+attention finds the digit (lpa.experiments.segmentation), against a centre prior that cannot.
 
 Each image: a background of smooth colour noise (a 4x4 random colour field upsampled bilinearly,
 plus fine grain), values 0..140; the 8x8 digit (grey levels 0..16) resized to `digit_size`
@@ -55,7 +55,7 @@ def paste_digits(grey: np.ndarray, size: int, digit_size: int, seed: int) -> tup
 
 def load_pasted_digits(image_size: int = 32, digit_size: int = 16, test_fraction: float = 0.2,
                        split_seed: int = 0, seed: int = 0) -> RawDataset:
-    """The dataset, with `test_masks` (bool N x H x W) for lpa.segmentation."""
+    """The dataset, with `test_masks` (bool N x H x W) for lpa.experiments.segmentation."""
     # local: scikit-learn costs ~1.5 s to import (measured); only download@pasted_digits needs it
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

@@ -19,10 +19,10 @@ from lpa.data.cifar import check_cifar_classes, load_cifar_archive
 from lpa.data.cub import load_cub_archive
 from lpa.data.digits import load_digits_dataset
 from lpa.data.pasted_digits import load_pasted_digits
-from lpa.data.errors import DataParamError, DatasetFormatError
+from lpa.errors import DataParamError, DatasetFormatError
 from lpa.data.fetch import ensure_file
 from lpa.data.imagefolder import load_imagefolder
-from lpa.data.params import check_zca_feasible, validate_download_params, validate_preprocess_params
+from lpa.config.data_options import check_zca_feasible, validate_download_params, validate_preprocess_params
 from lpa.data.sources import REMOTE_FILES, RemoteFile
 from lpa.data.svhn import CLASSES as SVHN_CLASSES, load_svhn_mat
 from lpa.data.transforms import fit_transform

@@ -1,7 +1,7 @@
 """Where the datasets come from: official file names, URLs and MD5 checksums.
 
 The CIFAR and SVHN URLs and MD5s are the ones torchvision uses
-(`torchvision.datasets.CIFAR10/CIFAR100/SVHN`); `tests/test_data_sources.py` checks that they still
+(`torchvision.datasets.CIFAR10/CIFAR100/SVHN`); `tests/data/test_data_sources.py` checks that they still
 agree. torchvision has no CUB-200-2011 class: where its URL and MD5 come from is said next to
 CUB200_ARCHIVE. Sizes are for the documentation and for the "place the file by hand" message
 only; integrity is decided by the MD5.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lpa.data.errors import DatasetFormatError
+from lpa.errors import DatasetFormatError
 
 CLASSES = [str(d) for d in range(10)]
 

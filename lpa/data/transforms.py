@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from lpa.data.arrays import TRANSFORM_FILE, redo_advice
-from lpa.data.errors import DataError, DataParamError
-from lpa.data.params import TRANSFORMS
+from lpa.errors import DataError, DataParamError
+from lpa.config.data_options import TRANSFORMS
 from lpa.errors import DamagedFileError
 
 FORMAT_VERSION = 1
@@ -153,7 +153,7 @@ class Transform:
         return d
 
     def to_bytes(self) -> bytes:
-        """The transform.npz content: what `save` writes and a model file carries (lpa.modelfile)."""
+        """The transform.npz content: what `save` writes and a model file carries (lpa.train.modelfile)."""
         arrays = {
             "format_version": np.array(FORMAT_VERSION),
             "method": np.array(self.method),

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from lpa.model_options import (ATTENTION_SETTINGS, MODEL_NAMES, MODEL_SETTINGS, MODELS, OPTION_DEFAULTS,
+from lpa.config.model_options import (ATTENTION_SETTINGS, MODEL_NAMES, MODEL_SETTINGS, MODELS, OPTION_DEFAULTS,
                                OPTION_SETTINGS, accepted_options, model_spec, options_of, resolve_options)
 
 from .init import init_weights
@@ -32,7 +32,7 @@ __all__ = ["ATTENTION_SETTINGS", "MODEL_NAMES", "MODEL_SETTINGS", "MODELS", "OPT
            "accepted_options", "build_model", "count_flops", "count_params", "describe", "model_spec",
            "model_summary", "options_of", "probe", "resolve_options"]
 
-# name -> the factory that builds it (its options and summary: lpa.model_options.MODELS)
+# name -> the factory that builds it (its options and summary: lpa.config.model_options.MODELS)
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {
     "vgg": VGG,
     "vgg-gap": VGGGAP,

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from lpa.model_options import BN_INITS, COMPAT_INITS
+from lpa.config.model_options import BN_INITS, COMPAT_INITS
 
 from .attention import AttentionLevel
 

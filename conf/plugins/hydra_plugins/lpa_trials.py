@@ -7,7 +7,7 @@ per-seed expansion is done where params.yaml is composed: `trials: ${lpa_trials:
 in conf/config.yaml. Hydra imports every module under `hydra_plugins/` on its plugin path before
 composing, and DVC points Hydra at this folder (`hydra.plugins_path` in .dvc/config), so
 `dvc exp run -S 'seeds=[0,1,2]'` recomposes the expansion too; `make params`
-(`python -m lpa.config compose`, through lpa.params.load_resolvers) does the same.
+(`python -m lpa.config compose`, through lpa.config.params.load_resolvers) does the same.
 
 Kept free of lpa imports: DVC runs it in its own process, where lpa is not importable.
 Validation (types, unknown keys) happens later, in lpa.config, with one-line errors.

@@ -1,0 +1,90 @@
+"""End to end through DVC, the README's workflows, each in its own temporary git repository made
+from this tree: a new seed, a committed baseline and `dvc metrics diff`, and what `dvc repro`
+plans for the CPU-scale and the paper suites. (test_pipeline.py: one quick-suite run, shared.)
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lpa.config.params import compose_params_yaml
+from tests.conftest import DIGITS_ONLY, REPO, TINY, exp_run, repo_snapshot, run_dvc, sh
+
+pytestmark = pytest.mark.slow
+
+
+def test_adding_a_seed_runs_only_the_new_seed_and_the_report(tmp_path: Path):
+    repo = repo_snapshot(tmp_path)
+    small = [*TINY, *DIGITS_ONLY, "train.epochs=1", "~runs.digits-vgg-att2"]
+    exp_run(repo, *small)
+    out = exp_run(repo, *small, "seeds=[0,1]")
+    log = out.stdout + out.stderr
+    ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
+    assert ran == {"train@digits-vgg-seed1", "evaluate@digits-vgg-seed1", "robustness@digits-vgg-seed1",
+                   "report"}, log
+    summary = json.loads((repo / "reports/quick/summary.json").read_text())
+    assert set(summary["trials"]) == {"digits-vgg-seed0", "digits-vgg-seed1"}
+    stats = summary["runs"]["digits-vgg"]
+    assert stats["n"] == 2 and stats["top1_error"]["ci95_low"] <= stats["top1_error"]["mean"] <= stats["top1_error"]["ci95_high"]
+
+
+def test_committed_baseline_diff_shows_the_change_per_trial(tmp_path: Path):
+    """The README's workflow: records committed as the baseline; an ablation; `dvc metrics diff`."""
+    repo = repo_snapshot(tmp_path)
+    small = [*TINY, *DIGITS_ONLY, "train.epochs=1", "~runs.digits-vgg"]
+    exp_run(repo, *small)
+    sh(["git", "add", "-A"], repo)
+    sh(["git", "commit", "-qm", "quick baseline"], repo)
+    exp_run(repo, *small, "attention.compat=dp")
+    diff = json.loads(run_dvc("metrics", "diff", "--json", cwd=repo).stdout)
+    changed = diff["reports/quick/summary.json"]
+    key = "trials.digits-vgg-att2-seed0.top1_error"
+    assert key in changed and changed[key]["old"] != changed[key]["new"], changed
+
+
+def test_cifar_cpu_suite_plans_exactly_its_stages(tmp_path: Path):
+    repo = repo_snapshot(tmp_path)
+    (repo / "params.yaml").write_text(compose_params_yaml(["suite=cifar-cpu"], root=REPO))
+    out = run_dvc("repro", "--dry", "--force", cwd=repo).stdout
+    planned = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    runs = ["cifar10-cpu-vgg", "cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2", "cifar10-cpu-vgg-att2-dp",
+            "cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep", "digits-cpu-vgg-att2",
+            "cifar10-cpu-vgg-att2-from-digits"]
+    assert list(params["runs"]) == runs and params["seeds"] == [0, 1, 2]
+    one_seed = {"cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep", "digits-cpu-vgg-att2",
+                "cifar10-cpu-vgg-att2-from-digits"}  # their own seeds: [0]
+    trials = [f"{r}-seed{s}" for r in runs for s in ((0,) if r in one_seed else (0, 1, 2))]
+    finetuned = {"cifar10-cpu-vgg-att2-from-digits-seed0"}
+    transfer = [f"{r}-seed0-to-digits" for r in ("cifar10-cpu-vgg", "cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2",
+                                                 "cifar10-cpu-vgg-att3")]
+    segment = [f"{r}-seed0-on-pasted" for r in ("cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2", "cifar10-cpu-vgg-att3")]
+    assert planned == {*(f"{stage}@{ds}" for stage in ("download", "preprocess")
+                         for ds in ("cifar10", "digits", "pasted_digits")), "report",
+                       *(f"train@{t}" for t in trials if t not in finetuned), *(f"finetune@{t}" for t in finetuned),
+                       *(f"evaluate@{t}" for t in trials), *(f"robustness@{t}" for t in trials),
+                       *(f"transfer@{p}" for p in transfer), *(f"segment@{p}" for p in segment)}
+
+
+def test_dry_run_on_default_params_lists_the_paper_suite(tmp_path: Path):
+    # --force: plain --dry stops at the first dependency directory no earlier stage has made yet
+    # (DVC issue #9021); with --force it lists every stage of a fresh clone.
+    repo = repo_snapshot(tmp_path)
+    out = run_dvc("repro", "--dry", "--force", cwd=repo).stdout
+    runs = yaml.safe_load((REPO / "params.yaml").read_text())["runs"]
+    order = [line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")]
+    for dataset in ("cifar10", "cifar100", "svhn", "digits", "cub200"):
+        assert f"download@{dataset}" in order and f"preprocess@{dataset}" in order
+    for run, spec in runs.items():
+        group = "finetune" if spec.get("init_from") else "train"
+        assert f"{group}@{run}-seed0" in order and f"evaluate@{run}-seed0" in order
+        assert f"robustness@{run}-seed0" in order
+    # the CUB runs start from the CIFAR-100 models: planned after them
+    for child, parent in (("cub200-vgg", "cifar100-vgg"), ("cub200-vgg-att2", "cifar100-vgg-att2"),
+                          ("cub200-vgg-att3", "cifar100-vgg-att3")):
+        assert runs[child]["init_from"] == parent
+        assert order.index(f"train@{parent}-seed0") < order.index(f"finetune@{child}-seed0")
+    assert order[-1] == "report"
