@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 # extra Hydra overrides for quickstart, e.g. OVERRIDES="attention.compat=dp train.epochs=5"
 OVERRIDES ?=
 
-.PHONY: venv test quickstart bench models params settings cifar-cpu table clean-venv
+.PHONY: venv test quickstart bench gpu-check models params settings cifar-cpu table clean-venv
 
 venv: .venv/.installed
 
@@ -18,9 +18,10 @@ venv: .venv/.installed
 	touch $@
 
 # two workers (pytest-xdist), a test file each at a time: the DVC end-to-end files are mostly
-# process start-up and DVC bookkeeping, single-threaded, so two at once use both cores
+# process start-up and DVC bookkeeping, single-threaded, so two at once use both cores. Files are
+# handed out in the order tests/conftest.py sets (the long DVC files first), not xdist's own.
 test: venv
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The quick suite (conf/suite/quick.yaml) recorded as a DVC experiment.
 quickstart: venv
@@ -35,6 +36,12 @@ quickstart: venv
 bench: venv
 	$(PY) -m lpa.tools.bench --model vgg-att2 --width 0.5 --batch-size 128 --steps 8 --warmup 2 --precision bf16 --compare-reference
 
+# what only a GPU can show (lpa/tools/gpu_check.py), at most 8 minutes on one: environment, bench eager vs
+# compiled, one epoch of the real stages at full width on the CIFAR-10 JPEG copy, FGSM, predict, checkpoint,
+# DDP where there are 2 GPUs -> reports/gpu-check/report.md and .json. CPU=1: the same steps, tiny, on the CPU
+gpu-check: venv
+	$(PY) -m lpa.tools.gpu_check $(if $(CPU),--cpu)
+
 models: venv
 	$(PY) -m lpa.models
 
@@ -46,9 +53,12 @@ params: venv
 settings: venv
 	$(PY) -m lpa.config settings
 
-# the CPU-scale real-data table (conf/suite/cifar-cpu.yaml): the CIFAR-10 JPEG copy, about 2 h on 2 cores
+# the CPU-scale real-data suite (conf/suite/cifar-cpu.yaml): CIFAR-10 (the JPEG copy), transfer to Caltech-101,
+# segmentation on Weizmann Horse; about 2 h 45 min on 2 cores. Its three archives must be in data/raw/
+CIFAR_CPU_ARCHIVES := cifar10-jpeg-q75.tar.gz caltech101.tar.gz weizmann-horse.tar.gz
 cifar-cpu: venv
-	@test -e data/raw/cifar10-jpeg-q75.tar.gz || { echo "error: put the CIFAR-10 JPEG copy at data/raw/cifar10-jpeg-q75.tar.gz (e.g. ln -s ../../../shared/data/cifar10-jpeg-q75.tar.gz data/raw/)" >&2; exit 1; }
+	@missing="$(strip $(foreach a,$(CIFAR_CPU_ARCHIVES),$(if $(wildcard data/raw/$(a)),,$(a))))"; \
+	test -z "$$missing" || { echo "error: not in data/raw/: $$missing; copy or link your copy of each into data/raw/ (docs/data.md)" >&2; exit 1; }
 	$(DVC) exp run -S suite=cifar-cpu $(foreach o,$(OVERRIDES),-S $(o))
 
 # every pending train stage of the current params across devices, then evaluation and report

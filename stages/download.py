@@ -26,4 +26,4 @@ def main(dataset: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, "python -m stages.download DATASET")
+    run_stage(main, "python -m stages.download")

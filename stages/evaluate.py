@@ -23,4 +23,4 @@ def main(trial: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, "python -m stages.evaluate TRIAL")
+    run_stage(main, "python -m stages.evaluate")

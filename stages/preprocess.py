@@ -30,4 +30,4 @@ def main(dataset: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, "python -m stages.preprocess DATASET")
+    run_stage(main, "python -m stages.preprocess")

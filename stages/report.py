@@ -29,4 +29,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, "python -m stages.report", nargs=0)
+    run_stage(main, "python -m stages.report")

@@ -28,4 +28,4 @@ def main(trial: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, "python -m stages.robustness TRIAL")
+    run_stage(main, "python -m stages.robustness")

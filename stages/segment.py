@@ -26,4 +26,4 @@ def main(pair: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, "python -m stages.segment PAIR")
+    run_stage(main, "python -m stages.segment")

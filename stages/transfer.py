@@ -29,4 +29,4 @@ def main(pair: str) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, "python -m stages.transfer PAIR")
+    run_stage(main, "python -m stages.transfer")

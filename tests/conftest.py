@@ -1,27 +1,37 @@
-"""Shared fixtures: the real configs from conf/, shrunk (as lightning-hydra-template's tests do)."""
+"""Shared fixtures: the real configs from conf/, shrunk (as lightning-hydra-template's tests do), the
+digits dataset prepared once, and one quick-suite run through DVC for the tests that only read it.
+Plain helpers live in tests/helpers/ (run.py: commands and DVC; params.py: shrunk params;
+models.py: tiny model files; checks.py: the one-line error checks; datasets.py, toy_data.py,
+archives.py, masks.py). filelock comes with torch."""
 from __future__ import annotations
 
-import copy
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 
-from lpa.config.run import resolve_run
 from lpa.config.params import compose_params_yaml
-
-REPO = Path(__file__).resolve().parents[1]
+from lpa.config.run import resolve_run
+from tests.helpers.datasets import prepare_digits
+from tests.helpers.params import shrunk_params
+from tests.helpers.run import REPO, TINY, exp_run, repo_snapshot
 
 
 @pytest.fixture(scope="session")
 def quick_params() -> dict:
-    """params.yaml of the quick suite, composed exactly as `dvc exp run -S suite=quick` does."""
+    """params.yaml of the quick suite, composed exactly as `dvc exp run -S suite=quick` does.
+    Shared by the session: copy it (tests/helpers/params.shrunk_params) before changing anything."""
     return yaml.safe_load(compose_params_yaml(["suite=quick"], root=REPO))
+
+
+@pytest.fixture
+def tiny_params(quick_params) -> dict:
+    """The quick suite's params with the model at width 0.125: this test's own copy."""
+    return shrunk_params(quick_params)
 
 
 @pytest.fixture(scope="module")
@@ -39,74 +49,72 @@ def tiny_config(quick_params):
     """A resolved digits-vgg-att2 config shrunk to seconds on a CPU; call with overrides."""
 
     def make(run: str = "digits-vgg-att2", **train_overrides) -> dict:
-        params = copy.deepcopy(quick_params)
-        params["model"]["width"] = 0.125
-        params["train"].update({"epochs": 2, "batch_size": 16, "checkpoint_every": 1, "eval_batch_size": 64})
-        params["train"].update(train_overrides)
+        params = shrunk_params(quick_params, train={"epochs": 2, "batch_size": 16, "checkpoint_every": 1,
+                                                    "eval_batch_size": 64, **train_overrides})
         return resolve_run(params, run)
 
     return make
 
 
-def sh(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900,
-       code_from_repo: bool = False) -> subprocess.CompletedProcess:
-    """Run `cmd` with this venv first on PATH (stage commands call `python`), output captured.
-    `code_from_repo`: import lpa/stages from this tree while running in another directory."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "DVC_NO_ANALYTICS": "1"}
-    if code_from_repo:
-        env["PYTHONPATH"] = str(REPO)
-    env.pop("LPA_TRACEBACK", None)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory) -> Path:
+    """root/data/extracted/digits (uint8 32 x 32) and root/data/processed/digits (standardize), as
+    download@digits and preprocess@digits write them. Read-only: copy a part before damaging it."""
+    return prepare_digits(tmp_path_factory.mktemp("digits"))
 
 
-def run_stage_in_process(monkeypatch, capsys, module, arg: str, cwd: Path) -> list[str]:
-    """Run a stage entry point (e.g. `stages.download`) in this process, in `cwd`, where a test
-    can patch it; assert it exits 1 and return its stderr lines."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", [module.__name__, arg])
-    monkeypatch.delenv("LPA_TRACEBACK", raising=False)
-    with pytest.raises(SystemExit) as exit_:
-        module.run_stage(module.main, f"python -m {module.__name__} ARG")
-    assert exit_.value.code == 1
-    return capsys.readouterr().err.strip().splitlines()
+def shared_tmp(tmp_path_factory) -> Path:
+    """The folder every xdist worker of this pytest run sees (each worker's basetemp is a child of
+    it); the basetemp itself without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-def run_dvc(*args: str, cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    return sh([sys.executable, "-m", "dvc", *args], cwd, check, timeout)
+@pytest.fixture(scope="session")
+def quick_suite(tmp_path_factory) -> tuple[Path, str]:
+    """(repo, output): a snapshot of this tree in which `dvc exp run` ran the quick suite shrunk
+    (run.TINY), and what it printed. Run once per pytest run: the first worker to ask runs it under
+    a file lock, the others wait and read the same repo. Read it, never change it: a test that runs
+    stages on it works in a copy (tests/helpers/run.copy_repo).
+
+    One OpenMP thread per stage: the run is then bit-for-bit the one a test repeats on this machine
+    with one thread (test_launch.py compares its records byte for byte), and with two xdist
+    workers on two cores no stage oversubscribes the CPU."""
+    root = shared_tmp(tmp_path_factory)
+    repo, done = root / "quick-suite", root / "quick-suite.out"
+    with FileLock(str(root / "quick-suite.lock")):
+        if not done.exists():
+            shutil.rmtree(repo, ignore_errors=True)
+            repo.mkdir()
+            repo_snapshot(repo)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("OMP_NUM_THREADS", "1")
+                out = exp_run(repo, *TINY)
+            done.write_text(out.stdout + out.stderr)
+    return repo, done.read_text()
 
 
-def repo_snapshot(dst: Path) -> Path:
-    """A fresh git repo holding this working tree's files (tracked and untracked-not-ignored):
-    what a clone of the tree would hold once committed."""
-    files = sh(["git", "ls-files", "-co", "--exclude-standard", "-z"], REPO).stdout.split("\0")
-    for rel in filter(None, files):
-        src = REPO / rel
-        if src.is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst / rel)
-    sh(["git", "init", "-q"], dst)
-    # dvc exp run commits: give the throwaway repo an identity even where none is configured
-    sh(["git", "config", "user.name", "lpa-test"], dst)
-    sh(["git", "config", "user.email", "test@lpa"], dst)
-    sh(["git", "add", "-A"], dst)
-    sh(["git", "commit", "-qm", "snapshot"], dst)
-    return dst
+def pytest_collection_modifyitems(config, items):
+    """Longest files first, so that two xdist workers (`make test`: --dist loadfile, which hands out
+    whole files in this order with --no-loadscope-reorder) do not end on one long DVC file while the
+    other idles: first the file that runs the shared quick suite (the first to use `quick_suite`),
+    then the other files with slow tests, then the other readers of the quick suite (by then it has
+    run: they do not wait on its lock), then the rest, each group in its usual order."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
 
+    def uses_quick_suite(tests) -> bool:
+        return any("quick_suite" in test.fixturenames for test in tests)
 
-# The quick suite shrunk for the DVC end-to-end tests (test_pipeline*.py): tiny settings (digits,
-# width 0.125, 2 epochs) that check plumbing and outputs, not accuracy.
-TINY = ["suite=quick", "model.width=0.125", "train.epochs=2", "train.checkpoint_every=1",
-        # the other experiments' plumbing, not their numbers: one C, two folds, one figure row per class
-        "transfer.C_grid=[1.0]", "transfer.cv_folds=2", "segmentation.figure_images=1"]
-# the quick suite without its pasted-digits runs and their transfer/segmentation stages: for the tests
-# of seeds and baselines, which the other experiments would only slow down
-DIGITS_ONLY = ["data.datasets=[digits]", "~runs.pasted-vgg-att2", "~runs.pasted-vgg-gap", "transfer.runs=[]",
-               "segmentation.runs=[]", "segmentation.datasets=[]"]
+    runner = next((name for name, tests in files.items() if uses_quick_suite(tests)), None)
 
+    def group(name: str) -> int:
+        tests = files[name]
+        if name == runner:
+            return 0
+        if uses_quick_suite(tests):
+            return 2
+        return 1 if any(test.get_closest_marker("slow") for test in tests) else 3
 
-def exp_run(repo: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return run_dvc("exp", "run", *[a for o in overrides for a in ("-S", o)], cwd=repo)
+    items[:] = [test for name in sorted(files, key=group) for test in files[name]]

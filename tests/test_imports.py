@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers.run import REPO
 
 PACKAGES = ("lpa", "stages")
 

@@ -3,7 +3,7 @@
 Layout (params.yaml)::
 
     data:
-      datasets: [cifar10, cifar100, svhn, digits, imagefolder, cub200]
+      datasets: [cifar10, cifar100, svhn, digits, imagefolder, cub200, pasted_digits, caltech101]
       raw_dir: data/raw
       <dataset>:
         download:   {...}   # read by download@<dataset> (what is extracted, and how)
@@ -26,10 +26,11 @@ from lpa.errors import DataParamError
 from lpa.config.params import to_plain
 from lpa.config.settings import Setting, check_section
 
-DATASETS = ("cifar10", "cifar100", "svhn", "digits", "imagefolder", "cub200", "pasted_digits")
+DATASETS = ("cifar10", "cifar100", "svhn", "digits", "imagefolder", "cub200", "pasted_digits", "caltech101")
 TRANSFORMS = ("zca", "standardize", "scale", "none")
 SECTIONS = ("download", "preprocess")
 CIFAR_SOURCES = ("official", "imagefolder")
+CALTECH101_SOURCES = ("official", "copy")
 
 # Largest flattened image size (C*H*W) ZCA accepts: the matrix is d x d float32
 # (12288 -> 0.6 GB; CIFAR's 3072 -> 38 MB; CUB's 3x80x80 = 19200 -> 1.5 GB, refused).
@@ -86,6 +87,25 @@ DOWNLOAD_SETTINGS: dict[str, dict[str, Setting]] = {
         "split_seed": Setting("int", "seed of the stratified train/test split", default=0, low=0),
         "seed": Setting("int", "seed of the backgrounds, colours and places", default=0, low=0),
     },
+    # Caltech-101 (lpa.data.caltech101), a transfer target. It defines no split: the customary
+    # protocol (Fei-Fei et al. 2004 onwards) draws a fixed number of training images per class
+    # (15 or 30) and tests on the rest or on up to 50 of them, BACKGROUND_Google left out, and
+    # reports mean per-class accuracy. The official code reshapes every transfer image to 3x32x32
+    # (docs/reference.md), hence image_size 32.
+    "caltech101": {
+        "source": Setting("choice", "official: caltech-101.zip (CaltechDATA), MD5-checked | copy: a folder "
+                                    "101_ObjectCategories/ or an archive holding it, read from root",
+                          default="official", choices=CALTECH101_SOURCES),
+        "root": Setting("path", "source=copy: a folder holding (or named) 101_ObjectCategories/, or a .tar.gz, "
+                                ".tgz, .tar or .zip archive holding it", default="data/raw/caltech101.tar.gz"),
+        "train_per_class": Setting("int", "training images drawn per class (seeded); every class needs at least one "
+                                          "more image than this (the smallest class has 31)", default=30, low=1),
+        "test_per_class": Setting("int", "test images per class, drawn from the rest (0: all the rest)", default=50,
+                                  low=0),
+        "split_seed": Setting("int", "seed of the per-class draw", default=0, low=0),
+        "image_size": Setting("int", "every image converted to RGB and resized (bilinear, aspect not kept) to this "
+                                     "(official transfer code: 32)", default=32, low=8, high=1024),
+    },
 }
 
 
@@ -117,6 +137,9 @@ PREPROCESS_SETTINGS: dict[str, dict[str, Setting]] = {
     # per-image GCN and replaces the whitening by a per-channel mean/std fitted on train.
     "cub200": _preprocess("standardize", True),
     "pasted_digits": _preprocess("standardize", False),
+    # a transfer target: transfer applies the source run's transform, not this one (preprocess@caltech101
+    # only matters for a run trained on Caltech-101 itself)
+    "caltech101": _preprocess("standardize", False),
 }
 SETTINGS = {"download": DOWNLOAD_SETTINGS, "preprocess": PREPROCESS_SETTINGS}
 

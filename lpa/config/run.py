@@ -24,7 +24,7 @@ from lpa.config import model_options
 from lpa.config.data_options import DATASETS, check_data_section, data_settings
 from lpa.config.experiment_options import (ROBUSTNESS_SETTINGS, SEGMENTATION_SETTINGS, TRANSFER_SETTINGS, check_robustness,
                                     check_segmentation, check_transfer)
-from lpa.config.train_options import TRAIN_SETTINGS
+from lpa.config.train_options import TRAIN_SETTINGS, check_train_section
 from lpa.errors import DataError
 from lpa.errors import ConfigError, DamagedFileError
 from lpa.config.params import PARAMS_FILE, compose_params_yaml, deep_merge, load_params, load_resolvers, to_plain
@@ -140,15 +140,7 @@ def resolve_run(params: Mapping, run: str, seed: int | None = None, spec: Mappin
 
     train = check_section(deep_merge(to_plain(params["train"]), spec.get("train") or {}), TRAIN_SETTINGS,
                           f"runs.{run}.train")
-    if train["nesterov"] and (train["dampening"] != 0 or train["momentum"] == 0):
-        raise ConfigError(f"run {run}: train.nesterov=true needs train.momentum > 0 and train.dampening=0 "
-                          f"(got momentum={train['momentum']}, dampening={train['dampening']})")
-    sched = train["lr_schedule"]
-    if sched["factors"] and len(sched["factors"]) != len(sched["milestones"]):
-        raise ConfigError(f"run {run}: train.lr_schedule.factors has {len(sched['factors'])} factors for "
-                          f"{len(sched['milestones'])} milestones; give one per milestone, or [] for gamma at each")
-    if train["max_images"] == 1:
-        raise ConfigError(f"run {run}: train.max_images=1 is too few; use 0 (all) or >= 2")
+    check_train_section(train, f"run {run}")
 
     if "seeds" in spec:
         _check_seed_list(spec["seeds"], f"runs.{run}.seeds")

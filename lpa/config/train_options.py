@@ -6,9 +6,12 @@ params (lpa.config, run by every stage first) does not import torch or the train
 """
 from __future__ import annotations
 
-from lpa.config.settings import Setting
+from collections.abc import Mapping
 
-PRECISIONS = ("fp32", "bf16")
+from lpa.config.settings import Setting
+from lpa.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _POSITIVE = {"low": 0, "low_open": True}
 TRAIN_SETTINGS: dict = {
@@ -37,8 +40,10 @@ TRAIN_SETTINGS: dict = {
         "crop_padding": Setting("int", ">0: zero-pad and random-crop back (official VGG: never called)", low=0),
     },
     "precision": {
-        "cpu": Setting("choice", "on a CPU: fp32 | bf16 autocast (master weights stay fp32)", choices=PRECISIONS),
-        "cuda": Setting("choice", "on a GPU: fp32 (TF32 off) | bf16 autocast", choices=PRECISIONS),
+        "cpu": Setting("choice", "on a CPU: fp32 | bf16 autocast | fp16 autocast with a loss scaler (master "
+                                 "weights stay fp32)", choices=PRECISIONS),
+        "cuda": Setting("choice", "on a GPU: fp32 (TF32 off) | bf16 autocast | fp16 autocast with a loss scaler | "
+                                  "auto (bf16 from compute capability 8.0, fp16 below)", choices=(*PRECISIONS, "auto")),
     },
     "channels_last": Setting("bool", "NHWC memory layout (tensor cores on CUDA, oneDNN on CPU)"),
     "dropout_masks": Setting("choice", "how dropout masks are drawn: auto (counter on the CPU, torch on CUDA) | "
@@ -50,7 +55,7 @@ TRAIN_SETTINGS: dict = {
                   "(PyTorch's: oneDNN / cuDNN) | gemm (the GEMM on any device and precision)",
         choices=("auto", "library", "gemm")),
     "compile": {
-        "cpu": Setting("bool", "torch.compile the model on a CPU (measured slower here: README, speed)"),
+        "cpu": Setting("bool", "torch.compile the model on a CPU (measured slower here: docs/speed.md)"),
         "cuda": Setting("bool", "torch.compile the model on a GPU"),
     },
     "compile_mode": Setting("choice", "torch.compile mode", choices=COMPILE_MODES),
@@ -69,3 +74,18 @@ TRAIN_SETTINGS: dict = {
                                           "(false: each process's part)"),
     },
 }
+
+
+def check_train_section(train: Mapping, where: str) -> None:
+    """The checks that span several `train` settings (each one alone is checked by its Setting):
+    `train` is a run's merged, checked section, `where` names the run in the message (e.g. 'run
+    cifar10-vgg'). Raises ConfigError."""
+    if train["nesterov"] and (train["dampening"] != 0 or train["momentum"] == 0):
+        raise ConfigError(f"{where}: train.nesterov=true needs train.momentum > 0 and train.dampening=0 "
+                          f"(got momentum={train['momentum']}, dampening={train['dampening']})")
+    sched = train["lr_schedule"]
+    if sched["factors"] and len(sched["factors"]) != len(sched["milestones"]):
+        raise ConfigError(f"{where}: train.lr_schedule.factors has {len(sched['factors'])} factors for "
+                          f"{len(sched['milestones'])} milestones; give one per milestone, or [] for gamma at each")
+    if train["max_images"] == 1:
+        raise ConfigError(f"{where}: train.max_images=1 is too few; use 0 (all) or >= 2")

@@ -8,6 +8,7 @@ stage) runs only that module, so a stage's import closure (and its dvc.yaml deps
     lpa.data.arrays      the on-disk arrays: read_split, read_meta, fingerprint
     lpa.data.transforms  fitted transforms: fit_transform, load_transform, apply_saved_transform
     lpa.data.conversion  how a new picture becomes one of a dataset's images (lpa.experiments.predict, transfer)
-    lpa.data.sources / fetch / cifar / svhn / digits / imagefolder / cub / pasted_digits   one source each
-    lpa.errors      DataError and its subclasses (user errors: one line, exit 1)
+    lpa.data.masks       image + mask datasets (Object Discovery, Weizmann Horse, image/mask folders, pasted_digits' test split)
+    lpa.data.sources / fetch / cifar / svhn / digits / imagefolder / cub / caltech101 / pasted_digits   one source each
+    lpa.errors           DataError and its subclasses (user errors: one line, exit 1)
 """

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lpa.errors import DatasetFormatError
+from lpa.errors import DatasetFormatError, WriteError
+from lpa.files import REFUSED_WRITE, write_problem
+from lpa.data.fetch import redownload_advice
 from lpa.data.sources import CIFAR_LAYOUT
 from lpa.data.types import RawDataset
 
@@ -92,11 +94,6 @@ def check_cifar_classes(classes: list[str], name: str, root: str) -> None:
         )
 
 
-def _redo(archive: Path, name: str) -> str:
-    return (f"delete {archive} and re-run `dvc repro -f download@{name}` to download the official "
-            f"{archive.name} again (or place a copy of it there)")
-
-
 def load_cifar_archive(archive: str | os.PathLike, name: str) -> RawDataset:
     """Extract an official CIFAR python archive to a temporary directory and parse it.
 
@@ -112,17 +109,20 @@ def load_cifar_archive(archive: str | os.PathLike, name: str) -> RawDataset:
         try:
             extract_archive(os.fspath(archive), tmp)
         except (tarfile.TarError, EOFError, zlib.error, OSError, RuntimeError) as err:
+            if isinstance(err, OSError) and err.errno in REFUSED_WRITE:  # the archive may be fine, the disk is not
+                raise WriteError(tmp, f"the files of {archive}", write_problem(err, Path(tmp), 0)) from None
             first = (str(err).strip().splitlines() or [""])[0][:100]
             raise DatasetFormatError(f"cannot extract {archive} ({type(err).__name__}: {first}): it is not "
-                                     f"{official}; {_redo(archive, name)}") from None
+                                     f"{official}; {redownload_advice(archive, name)}") from None
         top = Path(tmp) / layout["top"]
         if not top.is_dir():
             found = ", ".join(sorted(os.listdir(tmp))[:8]) or "nothing"
             raise DatasetFormatError(
                 f"{archive} has no top-level directory {layout['top']}/ (found: {found}): it is not "
-                f"{official}; {_redo(archive, name)}"
+                f"{official}; {redownload_advice(archive, name)}"
             )
         try:
             return read_cifar_dir(top, name)
         except DatasetFormatError as err:
-            raise DatasetFormatError(f"{archive}: {err}: it is not {official}; {_redo(archive, name)}") from None
+            raise DatasetFormatError(f"{archive}: {err}: it is not {official}; "
+                                     f"{redownload_advice(archive, name)}") from None

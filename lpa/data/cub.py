@@ -36,9 +36,11 @@ from PIL import Image, UnidentifiedImageError
 
 from lpa.data.conversion import ImageConversion
 from lpa.errors import DatasetFormatError
+from lpa.data.fetch import redownload_advice
 from lpa.data.imagefolder import IMAGE_ERRORS
 from lpa.data.types import RawDataset
 
+DATASET = "cub200"  # its name in params.yaml data.datasets: what to re-run is download@cub200
 TOP = "CUB_200_2011"
 IMAGES_DIR = "images"
 TEXT_FILES = {
@@ -55,11 +57,6 @@ PARALLEL_MIN = 2000    # fewer images than this: decode in this process (pool st
 ARCHIVE_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 
 Box = tuple[float, float, float, float]
-
-
-def _redo(archive: Path) -> str:
-    return (f"delete {archive} and re-run `dvc repro -f download@cub200` to download the official "
-            f"{archive.name} again (or place a copy of it there)")
 
 
 def _first_line(err: BaseException) -> str:
@@ -90,20 +87,20 @@ def read_archive(archive: Path, want_boxes: bool) -> tuple[dict[str, str], dict[
                         texts[wanted[name]] = payload.decode("utf-8")
                     except UnicodeDecodeError:
                         raise DatasetFormatError(f"{archive}: {name} is not a text file (not UTF-8); "
-                                                 f"{_redo(archive)}") from None
+                                                 f"{redownload_advice(archive, DATASET)}") from None
                 elif name.startswith(image_prefix):
                     images[name[len(image_prefix):]] = tar.extractfile(member).read()
     except ARCHIVE_ERRORS as err:
         raise DatasetFormatError(f"cannot read {archive} ({type(err).__name__}: {_first_line(err)}): it is not "
-                                 f"the official CUB-200-2011 archive; {_redo(archive)}") from None
+                                 f"the official CUB-200-2011 archive; {redownload_advice(archive, DATASET)}") from None
     if TOP not in tops:
         found = ", ".join(sorted(t for t in tops if t)[:8]) or "nothing"
         raise DatasetFormatError(f"{archive} has no top-level directory {TOP}/ (found: {found}): it is not the "
-                                 f"official CUB-200-2011 archive; {_redo(archive)}")
+                                 f"official CUB-200-2011 archive; {redownload_advice(archive, DATASET)}")
     for member, role in wanted.items():
         if role not in texts:
             raise DatasetFormatError(f"{archive}: {member} is missing from the archive: it is not the official "
-                                     f"CUB-200-2011 archive; {_redo(archive)}")
+                                     f"CUB-200-2011 archive; {redownload_advice(archive, DATASET)}")
     return texts, images
 
 
@@ -117,7 +114,7 @@ def _rows(text: str, file: str, fields: int, archive: Path) -> list[tuple[int, l
         parts = line.split(maxsplit=fields - 1)
         if len(parts) != fields:
             raise DatasetFormatError(f"{archive}: {TOP}/{file} line {number} ({line.strip()[:60]!r}) does not "
-                                     f"have {fields} fields; {_redo(archive)}")
+                                     f"have {fields} fields; {redownload_advice(archive, DATASET)}")
         rows.append((number, parts))
     return rows
 
@@ -127,7 +124,7 @@ def _parse_int(value: str, file: str, number: int, archive: Path, what: str) -> 
         return int(value)
     except ValueError:
         raise DatasetFormatError(f"{archive}: {TOP}/{file} line {number}: {what} {value!r} is not an integer; "
-                                 f"{_redo(archive)}") from None
+                                 f"{redownload_advice(archive, DATASET)}") from None
 
 
 def _by_id(text: str, role: str, fields: int, archive: Path) -> dict[int, list[str]]:
@@ -138,13 +135,13 @@ def _by_id(text: str, role: str, fields: int, archive: Path) -> dict[int, list[s
         key = _parse_int(parts[0], file, number, archive, "id")
         if key < 1:
             raise DatasetFormatError(f"{archive}: {TOP}/{file} line {number}: id {key} is not positive; "
-                                     f"{_redo(archive)}")
+                                     f"{redownload_advice(archive, DATASET)}")
         if key in out:
             raise DatasetFormatError(f"{archive}: {TOP}/{file} line {number}: id {key} is listed twice; "
-                                     f"{_redo(archive)}")
+                                     f"{redownload_advice(archive, DATASET)}")
         out[key] = parts[1:]
     if not out:
-        raise DatasetFormatError(f"{archive}: {TOP}/{file} is empty; {_redo(archive)}")
+        raise DatasetFormatError(f"{archive}: {TOP}/{file} is empty; {redownload_advice(archive, DATASET)}")
     return out
 
 
@@ -154,7 +151,8 @@ def _same_ids(ids: set[int], other: dict[int, list[str]], role: str, archive: Pa
         only_other = sorted(set(other) - ids)[:5]
         raise DatasetFormatError(
             f"{archive}: the image ids of {TOP}/{TEXT_FILES[role]} differ from those of {TOP}/images.txt "
-            f"(missing: {only_images or 'none'}; unknown: {only_other or 'none'}); {_redo(archive)}"
+            f"(missing: {only_images or 'none'}; unknown: {only_other or 'none'}); "
+            f"{redownload_advice(archive, DATASET)}"
         )
 
 
@@ -164,7 +162,7 @@ def parse_metadata(texts: dict[str, str], archive: Path) -> dict:
     count = len(classes_rows)
     if sorted(classes_rows) != list(range(1, count + 1)):
         raise DatasetFormatError(f"{archive}: {TOP}/classes.txt must number its classes 1..{count} "
-                                 f"(found ids {sorted(classes_rows)[:8]}...); {_redo(archive)}")
+                                 f"(found ids {sorted(classes_rows)[:8]}...); {redownload_advice(archive, DATASET)}")
     classes = [classes_rows[k][0].strip() for k in range(1, count + 1)]
 
     paths = _by_id(texts["images"], "images", 2, archive)
@@ -184,11 +182,12 @@ def parse_metadata(texts: dict[str, str], archive: Path) -> dict:
         label = int(class_id) if class_id.isascii() and class_id.isdigit() else 0
         if not 1 <= label <= count:
             raise DatasetFormatError(f"{archive}: {TOP}/image_class_labels.txt gives image {image_id} the class "
-                                     f"{class_id!r}, not one of 1..{count} (classes.txt); {_redo(archive)}")
+                                     f"{class_id!r}, not one of 1..{count} (classes.txt); "
+                                     f"{redownload_advice(archive, DATASET)}")
         flag = split[image_id][0].strip()
         if flag not in ("0", "1"):
             raise DatasetFormatError(f"{archive}: {TOP}/train_test_split.txt gives image {image_id} the value "
-                                     f"{flag!r}, not 1 (train) or 0 (test); {_redo(archive)}")
+                                     f"{flag!r}, not 1 (train) or 0 (test); {redownload_advice(archive, DATASET)}")
         box = None
         if boxes is not None:
             try:
@@ -199,13 +198,13 @@ def parse_metadata(texts: dict[str, str], archive: Path) -> dict:
                 raise DatasetFormatError(
                     f"{archive}: {TOP}/bounding_boxes.txt gives image {image_id} the box "
                     f"{' '.join(boxes[image_id])!r}, not <x> <y> <width> <height> with a positive size; "
-                    f"{_redo(archive)}")
+                    f"{redownload_advice(archive, DATASET)}")
         records.append({"id": image_id, "path": paths[image_id][0].strip(), "label": label - 1,
                         "train": flag == "1", "box": box})
     for split_name, flag in (("train", True), ("test", False)):
         if not any(r["train"] == flag for r in records):
             raise DatasetFormatError(f"{archive}: {TOP}/train_test_split.txt puts no image in the {split_name} "
-                                     f"split; {_redo(archive)}")
+                                     f"split; {redownload_advice(archive, DATASET)}")
     return {"classes": classes, "records": records}
 
 
@@ -245,14 +244,15 @@ def _decode_chunk(items: list[Item], size: int, where: str) -> tuple[np.ndarray,
                         raise DatasetFormatError(
                             f"{archive}: {TOP}/bounding_boxes.txt gives image {image_id} the box "
                             f"{' '.join(f'{v:g}' for v in box)}, which lies outside its {img.size[0]} x "
-                            f"{img.size[1]} image; {_redo(archive)}")
+                            f"{img.size[1]} image; {redownload_advice(archive, DATASET)}")
                 not_rgb += img.mode != "RGB"
                 out[i] = convert_image(img, size, crop)
         except IMAGE_ERRORS as err:
             reason = ("not an image Pillow can identify" if isinstance(err, UnidentifiedImageError)
                       else _first_line(err))
             raise DatasetFormatError(f"cannot read image {TOP}/{IMAGES_DIR}/{path} (image {image_id}) in {archive} "
-                                     f"({type(err).__name__}: {reason}); {_redo(archive)}") from None
+                                     f"({type(err).__name__}: {reason}); "
+                                     f"{redownload_advice(archive, DATASET)}") from None
     return out, not_rgb
 
 
@@ -287,7 +287,7 @@ def load_cub_archive(archive: str | os.PathLike, image_size: int = 80, crop: boo
         payload = jpegs.get(r["path"])
         if payload is None:
             raise DatasetFormatError(f"{archive}: {TOP}/{IMAGES_DIR}/{r['path']} (image {r['id']} of images.txt) "
-                                     f"is missing from the archive; {_redo(archive)}")
+                                     f"is missing from the archive; {redownload_advice(archive, DATASET)}")
         items.append((r["id"], r["path"], payload, r["box"] if crop else None))
     del jpegs  # JPEGs images.txt does not list are ignored
     images, not_rgb = decode_images(items, image_size, os.fspath(archive), workers)

@@ -18,7 +18,8 @@ import socket
 import urllib.error
 from pathlib import Path
 
-from lpa.errors import DownloadError, IntegrityError
+from lpa.errors import DownloadError, IntegrityError, WriteError
+from lpa.files import REFUSED_WRITE, move_aside, write_problem
 from lpa.data.sources import RemoteFile
 
 DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation, so a dead network fails instead of hanging
@@ -31,15 +32,10 @@ def md5sum(path: str | os.PathLike) -> str:
     return calculate_md5(os.fspath(path))
 
 
-def move_aside(path: Path) -> Path:
-    """Rename a bad file to `<name>.corrupt` (or `.corrupt.1`, ...) and return the new path."""
-    target = path.with_name(path.name + ".corrupt")
-    n = 0
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt.{n}")
-    os.replace(path, target)
-    return target
+def redownload_advice(archive: Path, dataset: str) -> str:
+    """What to do about a damaged official `archive` of `dataset` (the end of an error message)."""
+    return (f"delete {archive} and re-run `dvc repro -f download@{dataset}` to download the official "
+            f"{archive.name} again (or place a copy of it there)")
 
 
 def _size(path: Path) -> str:
@@ -51,7 +47,7 @@ def verify_file(path: Path, md5: str) -> None:
     actual = md5sum(path)
     if actual != md5:
         size = _size(path)
-        moved = move_aside(path)
+        moved = move_aside(path, "corrupt")
         raise IntegrityError(
             f"{path} is corrupt or truncated ({size}, MD5 {actual}, expected {md5}); "
             f"moved it aside to {moved.name}; place a good copy at {path} or run again to download it"
@@ -96,6 +92,8 @@ def ensure_file(remote: RemoteFile, raw_dir: str | os.PathLike, *, timeout: floa
         download_url(remote.url, os.fspath(raw_dir), filename=part.name, md5=None)
     except (urllib.error.URLError, OSError, ValueError) as err:
         part.unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in REFUSED_WRITE:  # the network was fine, the disk was not
+            raise WriteError(path, "download", write_problem(err, path, remote.size or 0)) from None
         if isinstance(err, urllib.error.HTTPError):
             reason = f"HTTP {err.code} {err.reason}"
         else:
@@ -116,7 +114,7 @@ def ensure_file(remote: RemoteFile, raw_dir: str | os.PathLike, *, timeout: floa
     if actual != remote.md5:
         size = _size(part)
         os.replace(part, path)
-        moved = move_aside(path)
+        moved = move_aside(path, "corrupt")
         raise IntegrityError(
             f"downloaded {remote.filename} from {remote.url} but its MD5 is {actual} ({size}), "
             f"expected {remote.md5}; kept it as {moved}; run again or place a good copy at {path}"

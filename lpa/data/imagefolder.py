@@ -26,7 +26,8 @@ from PIL import Image
 
 from lpa.data.arrays import SPLITS
 from lpa.data.conversion import ImageConversion
-from lpa.errors import DatasetFormatError
+from lpa.errors import DatasetFormatError, WriteError
+from lpa.files import REFUSED_WRITE, write_problem
 from lpa.data.types import RawDataset
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -160,6 +161,8 @@ def load_imagefolder(root: str | os.PathLike, image_size: int = 32, workers: int
                 extract_archive(os.fspath(root), tmp)
             except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError, RuntimeError,
                     ValueError) as err:
+                if isinstance(err, OSError) and err.errno in REFUSED_WRITE:  # the archive may be fine, the disk is not
+                    raise WriteError(tmp, f"the files of {root}", write_problem(err, Path(tmp), 0)) from None
                 first = (str(err).strip().splitlines() or [""])[0][:100]
                 raise DatasetFormatError(f"cannot extract {root} ({type(err).__name__}: {first}); "
                                          f"replace it with a good archive or point the root at a folder") from None

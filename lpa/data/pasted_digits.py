@@ -55,7 +55,7 @@ def paste_digits(grey: np.ndarray, size: int, digit_size: int, seed: int) -> tup
 
 def load_pasted_digits(image_size: int = 32, digit_size: int = 16, test_fraction: float = 0.2,
                        split_seed: int = 0, seed: int = 0) -> RawDataset:
-    """The dataset, with `test_masks` (bool N x H x W) for lpa.experiments.segmentation."""
+    """The dataset, with `test_masks` (bool N x H x W) for lpa.data.masks."""
     # local: scikit-learn costs ~1.5 s to import (measured); only download@pasted_digits needs it
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lpa.data import arrays
+from lpa.data.caltech101 import load_caltech101
 from lpa.data.cifar import check_cifar_classes, load_cifar_archive
 from lpa.data.cub import load_cub_archive
 from lpa.data.digits import load_digits_dataset
@@ -42,8 +43,8 @@ def needed_files(name: str, params: Mapping, files: Mapping[str, RemoteFile] | N
         remote.update(files)
     if name == "svhn" and not params["use_extra"]:
         remote.pop("extra")
-    if name in ("cifar10", "cifar100") and params["source"] != "official":
-        remote.clear()  # read from image files instead of the official archive
+    if name in ("cifar10", "cifar100", "caltech101") and params["source"] != "official":
+        remote.clear()  # read from a copy (image files, another archive) instead of the official archive
     return remote
 
 
@@ -99,6 +100,13 @@ def load_raw_dataset(
     elif name == "pasted_digits":
         data = load_pasted_digits(params["image_size"], params["digit_size"], params["test_fraction"],
                                   params["split_seed"], params["seed"])
+    elif name == "caltech101" and params["source"] == "copy":
+        data = load_caltech101(params["root"], params, official=False, workers=workers)
+        data.source = {"kind": "caltech101 from a copy (not the official archive)", "root": params["root"],
+                       **data.source}
+    elif name == "caltech101":
+        data = load_caltech101(paths["archive"], params, official=True, workers=workers)
+        data.source = {**_source(remote, raw_dir), **data.source}
     elif name == "cub200":
         data = load_cub_archive(paths["archive"], params["image_size"], params["crop"], workers=workers)
         data.source = {**_source(remote, raw_dir), **data.source}

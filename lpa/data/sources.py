@@ -1,10 +1,10 @@
 """Where the datasets come from: official file names, URLs and MD5 checksums.
 
-The CIFAR and SVHN URLs and MD5s are the ones torchvision uses
-(`torchvision.datasets.CIFAR10/CIFAR100/SVHN`); `tests/data/test_data_sources.py` checks that they still
-agree. torchvision has no CUB-200-2011 class: where its URL and MD5 come from is said next to
-CUB200_ARCHIVE. Sizes are for the documentation and for the "place the file by hand" message
-only; integrity is decided by the MD5.
+The CIFAR, SVHN and Caltech-101 URLs and MD5s are the ones torchvision uses
+(`torchvision.datasets.CIFAR10/CIFAR100/SVHN/Caltech101`); tests/data/test_data_sources.py and
+tests/data/test_caltech101.py check that they still agree. torchvision has no CUB-200-2011 class:
+where its URL and MD5 come from is said next to CUB200_ARCHIVE. Sizes are for the documentation
+and for the "place the file by hand" message only; integrity is decided by the MD5.
 """
 from __future__ import annotations
 
@@ -65,6 +65,17 @@ CUB200_ARCHIVE = RemoteFile(
     1_150_585_339,
 )
 
+# Caltech-101 (Fei-Fei, Fergus, Perona 2004), CaltechDATA record mzrjq-6wc02 (DOI 10.22002/D1.20086):
+# the record's caltech-101.zip holds caltech-101/101_ObjectCategories.tar.gz (the images, the
+# classic official archive) and caltech-101/Annotations.tar. URL, file name and MD5 are the ones
+# torchvision uses (torchvision.datasets.Caltech101.download, torchvision 0.29); that code checks
+# no size, so none is recorded here.
+CALTECH101_ARCHIVE = RemoteFile(
+    "caltech-101.zip",
+    "https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip",
+    "3138e1922a9193bfa496528edbbc45d0",
+)
+
 # Per dataset: role -> official file. Roles are what `extract_dataset(files=...)` overrides.
 REMOTE_FILES: dict[str, dict[str, RemoteFile]] = {
     "cifar10": {"archive": CIFAR10_ARCHIVE},
@@ -74,6 +85,7 @@ REMOTE_FILES: dict[str, dict[str, RemoteFile]] = {
     "imagefolder": {},
     "cub200": {"archive": CUB200_ARCHIVE},
     "pasted_digits": {},  # generated from scikit-learn's bundled digits
+    "caltech101": {"archive": CALTECH101_ARCHIVE},
 }
 
 # Top-level directory inside each official CIFAR archive and the files read from it.

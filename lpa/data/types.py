@@ -17,7 +17,7 @@ class RawDataset:
     classes: list[str]
     source: dict = field(default_factory=dict)  # provenance, stored in meta.json
     test_masks: np.ndarray | None = None        # bool N x H x W object masks of the test split, where known
-                                                # (stored as test_masks.npy; lpa.experiments.segmentation reads them)
+                                                # (stored as test_masks.npy; lpa.data.masks reads them)
 
     def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if split == "train":

@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from lpa.data.arrays import read_split
-from lpa.train.engine import DeviceData, pick_device
+from lpa.train.device import pick_device
+from lpa.train.engine import DeviceData
 from lpa.experiments.figures import fixed_image_indices, overlay_titles, save_attention_overlays
 from lpa.files import atomic_path, write_json
 from lpa.experiments.metrics import (
+    attention_map_stats,
     classification_metrics,
     metrics_json,
     write_confusion_csv,
@@ -24,7 +26,9 @@ OVERLAY_IMAGES = 16
 def evaluate_run(model_file: Path, data_dir: Path, out_dir: Path) -> dict:
     """Everything `evaluate@<trial>` writes, from the saved model alone (its resolved config inside).
 
-    Test-split metrics -> out_dir/metrics.json, per_class.csv, confusion.csv; attention overlays
+    Test-split metrics -> out_dir/metrics.json, per_class.csv, confusion.csv (an attention run's
+    metrics.json also holds `attention_stats`: per level, the mean largest weight and entropy of its
+    softmax maps over the test images, lpa.experiments.metrics.attention_map_stats); attention overlays
     of the same fixed 16 test images for every run of a dataset, drawn on the original pixels
     (data_dir/extracted) -> out_dir/attention/level<k>.png. Returns the metrics.
     """
@@ -35,11 +39,19 @@ def evaluate_run(model_file: Path, data_dir: Path, out_dir: Path) -> dict:
     trained.check_data(processed)
     images, labels = read_split(processed, "test")
     test = DeviceData.from_arrays(images, labels, device)
-    logits = trained.predict(test.images)
+    # vgg-gap's maps are class activation maps, not softmax weights: statistics for attention runs only
+    attention = bool(config.get("attention"))
+    if attention:
+        logits, test_maps = trained.predict(test.images, with_maps=True)
+    else:
+        logits = trained.predict(test.images)
 
     out_dir = Path(out_dir)
     metrics = classification_metrics(logits, labels, saved["num_classes"])
-    write_json(out_dir / "metrics.json", metrics_json(metrics, classes))
+    record = metrics_json(metrics, classes)
+    if attention:
+        record["attention_stats"] = attention_map_stats(test_maps)
+    write_json(out_dir / "metrics.json", record)
     write_per_class_csv(out_dir / "per_class.csv", metrics, classes)
     write_confusion_csv(out_dir / "confusion.csv", labels, metrics["predictions"], classes)
 

@@ -3,6 +3,9 @@
 All rates are in PERCENT, as the paper writes them (top-1 error 5.23 means 5.23 %):
 ``top1_error``, ``top5_error``, ``accuracy`` (= 100 - top1_error) and the per-class accuracies.
 
+The attention maps' statistics (``attention_map_stats``) explain what a map does: how much of
+its unit mass the largest position takes and its entropy in nats, against ln(H*W), a uniform map's.
+
 The stage (``stages/evaluate.py``) runs the model over the test split, then::
 
     m = classification_metrics(logits, labels, num_classes)
@@ -114,6 +117,38 @@ def classification_metrics(logits: Any, labels: Any, num_classes: int) -> dict:
         "predictions": predictions,
         "num_nonfinite": int(nonfinite.sum()),
     }
+
+
+def attention_map_stats(maps: Sequence[Any]) -> dict:
+    """Per attention level, the mean over images of the map's largest weight and of its entropy.
+
+    Args:
+        maps: one (N, 1, H, W) array or tensor per level, each image's map non-negative (softmax
+            maps sum to 1; any other map is divided by its sum first, so the numbers describe the
+            distribution it puts over positions).
+
+    Returns ``{"level<k>" (k from 1): {"height", "width", "max_weight", "entropy" (nats),
+    "max_entropy": ln(H*W)}}``: max_weight runs from 1/(H*W) (uniform) to 1 (one-hot), entropy
+    from 0 (one-hot) to max_entropy (uniform). Numbers only, nested dicts (no lists), as
+    ``dvc metrics show`` reads them.
+    """
+    out = {}
+    for k, level in enumerate(maps, start=1):
+        a = to_numpy(level).astype(np.float64, copy=False)
+        if a.ndim != 4 or a.shape[1] != 1 or a.shape[0] == 0:
+            raise ValueError(f"level {k}: maps must have shape (N, 1, H, W) with N > 0, got {a.shape}")
+        if np.any(a < 0) or not np.all(np.isfinite(a)):
+            raise ValueError(f"level {k}: maps must be finite and non-negative (softmax weights)")
+        n, _, h, w = a.shape
+        p = a.reshape(n, h * w)
+        p = p / np.maximum(p.sum(axis=1, keepdims=True), np.finfo(np.float64).tiny)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            plogp = np.where(p > 0, p * np.log(p), 0.0)  # 0 log 0 = 0
+        out[f"level{k}"] = {"height": int(h), "width": int(w),
+                            "max_weight": _round(float(p.max(axis=1).mean()), 6),
+                            "entropy": _round(float(-plogp.sum(axis=1).mean()), 6),
+                            "max_entropy": _round(math.log(h * w), 6)}
+    return out
 
 
 def _round(value: float, digits: int = 4) -> float:

@@ -26,8 +26,8 @@ from tabulate import tabulate
 
 from lpa.data.conversion import ImageConversion
 from lpa.data.imagefolder import IMAGE_ERRORS, image_files
-from lpa.train.engine import pick_device
-from lpa.errors import DamagedFileError
+from lpa.train.device import pick_device
+from lpa.errors import DamagedFileError, DeviceError, WriteError
 from lpa.experiments.figures import save_prediction_figure
 from lpa.train.modelfile import TrainedModel, load_trained
 
@@ -119,14 +119,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda, but torch sees no CUDA device; use --device cpu", file=sys.stderr)
-        return 1
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"error: --out {args.out} is a file; give a folder (it is created if missing)", file=sys.stderr)
         return 1
-    device = pick_device() if args.device == "auto" else torch.device(args.device)
-    try:  # the model first: a bad model file stops everything before any picture is read
+    try:  # the device, then the model: a bad model file stops everything before any picture is read
+        device = pick_device(args.device)  # --device cuda without a working CUDA: one line, not the CPU
+    except DeviceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
         trained = load_trained(Path(args.model), device)
         conversion = trained.conversion
     except (DamagedFileError, FileNotFoundError) as err:
@@ -153,9 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 figure = save_prediction_figure(picture.shown, level_maps, figure_path(out_dir, picture.path, taken),
                                                 title)
-            except OSError as err:  # a full disk or a folder we may not write: say so, do not half-finish
-                print(f"error: cannot write the figures to {args.out} ({type(err).__name__}: {err.strerror or err})",
-                      file=sys.stderr)
+            except WriteError as err:  # a full disk or a folder we may not write: say so, do not half-finish
+                print(f"error: {err}", file=sys.stderr)
                 return 1
             results.append({"image": os.fspath(picture.path), "figure": os.fspath(figure),
                             "top_k": [{"class": c, "probability": round(p, 6)} for c, p in top]})

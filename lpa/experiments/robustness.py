@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from lpa.data.arrays import read_split
-from lpa.train.engine import forward, pick_device
+from lpa.train.device import pick_device
+from lpa.train.engine import forward
 from lpa.config.experiment_options import epsilon_key
 from lpa.files import write_bytes, write_json
 from lpa.train.modelfile import load_trained

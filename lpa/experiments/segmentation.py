@@ -2,24 +2,20 @@
 by the Jaccard index against ground-truth masks (Object Discovery, Rubinstein et al. 2013).
 
 Per image: the picture is converted and preprocessed as the run's own data (its model file says
-how), each level's map is upsampled (bilinear) to the picture's size and min-max normalised; the
-levels are combined (mean or max of those, or one level), normalised again and binarised (Otsu's
-threshold per image, or a fixed one); the Jaccard index |P & M| / |P | M| against the mask (1 when
-both are empty). A vgg-gap run's map is its class activation map (Zhou et al. 2016). Every
+how), each level's map is upsampled (bilinear) to the picture's size and min-max rescaled to
+[0, 1]; the levels are combined (mean or max of those, or one level), rescaled again and binarised
+(Otsu's threshold per image, or a fixed one); the Jaccard index |P & M| / |P | M| against the mask
+(1 when both are empty). A vgg-gap run's map is its class activation map (Zhou et al. 2016). Every
 table gets a floor that uses no model: a Gaussian centred on the picture (`centre_prior`),
 binarised the same way.
 
-Mask datasets (`segmentation.datasets`, NAME=ROOT), read by `read_mask_dataset`:
-    Object Discovery   ROOT/<Class>100/*.jpg|png with ROOT/<Class>100/GroundTruth/<same stem>.png (only
-                       the 100-image subsets when ROOT also holds the full sets, as its Data/ folder does)
-    generic            ROOT/<class>/images/* with ROOT/<class>/masks/<same stem>.png
-    lpa dataset        an extracted dataset with test_masks.npy (data/extracted/pasted_digits): its test split
+The mask datasets (`segmentation.datasets`, NAME=ROOT: Object Discovery, generic image + mask
+folders, or an extracted lpa dataset with masks) are read by lpa.data.masks.read_mask_dataset.
 """
 from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,116 +24,36 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
-from lpa.data.arrays import MASKS_FILE, META_FILE, read_meta, read_split
-from lpa.errors import DatasetFormatError
-from lpa.data.imagefolder import IMAGE_ERRORS, IMAGE_EXTENSIONS, image_files
-from lpa.train.engine import pick_device
+from lpa.data.masks import MaskedImage, read_mask_dataset
+from lpa.train.device import pick_device
 from lpa.errors import ConfigError
 from lpa.experiments.figures import ALPHA, CMAP, upsample_maps
 from lpa.files import atomic_path, write_bytes, write_json
 from lpa.train.modelfile import TrainedModel, load_trained
 
-MASK_LEVEL = 128  # a ground-truth mask pixel is object where its grey value is at least this
-
-
-@dataclass
-class MaskedImage:
-    group: str          # the class folder (Object Discovery: Airplane100 -> airplane)
-    name: str
-    image: np.ndarray   # H x W x 3 uint8
-    mask: np.ndarray    # H x W bool
-
-
-# -- reading ------------------------------------------------------------------------------------
-def _open_rgb(path: Path) -> np.ndarray:
-    # the stored pixels, no EXIF turn: masks are drawn on the stored pixels and carry no EXIF
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except IMAGE_ERRORS as err:
-        raise DatasetFormatError(f"cannot read image {path} ({type(err).__name__}); replace or remove it") from None
-
-
-def _open_mask(path: Path, image_path: Path, shape: tuple[int, int]) -> np.ndarray:
-    try:
-        with Image.open(path) as img:
-            mask = np.asarray(img.convert("L")) >= MASK_LEVEL
-    except IMAGE_ERRORS as err:
-        raise DatasetFormatError(f"cannot read mask {path} ({type(err).__name__}); replace or remove it") from None
-    if mask.shape != shape:
-        raise DatasetFormatError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image {image_path} is "
-                                 f"{shape[1]}x{shape[0]}; masks must have their image's size")
-    return mask
-
-
-def _read_pairs(group: str, images_dir: Path, masks_dir: Path) -> list[MaskedImage]:
-    items = []
-    masks = {p.stem: p for p in image_files(masks_dir)} if masks_dir.is_dir() else {}
-    images = image_files(images_dir)
-    if not images:
-        raise DatasetFormatError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {images_dir}")
-    for path in images:
-        if path.stem not in masks:
-            raise DatasetFormatError(f"image {path} has no mask {masks_dir / (path.stem + '.png')}; add it or "
-                                     f"remove the image")
-        image = _open_rgb(path)
-        items.append(MaskedImage(group, path.stem, image, _open_mask(masks[path.stem], path, image.shape[:2])))
-    return items
-
-
-def read_mask_dataset(root: str | Path) -> list[MaskedImage]:
-    """Every (image, mask) of a mask dataset, grouped by class, in a fixed order (class, name)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetFormatError(f"segmentation dataset {root} does not exist; set segmentation.datasets to "
-                                 f"NAME=ROOT with ROOT an Object Discovery folder, ROOT/<class>/images+masks, or an "
-                                 f"extracted lpa dataset with {MASKS_FILE}")
-    if (root / META_FILE).exists():
-        if not (root / MASKS_FILE).exists():
-            raise DatasetFormatError(f"{root} is an lpa dataset without object masks ({MASKS_FILE}); only datasets "
-                                     f"that have them (pasted_digits) can be segmentation datasets")
-        images, labels = read_split(root, "test")
-        masks = np.load(root / MASKS_FILE, allow_pickle=False)
-        if masks.shape != (images.shape[0], *images.shape[2:]):
-            raise DatasetFormatError(f"{root / MASKS_FILE} holds {masks.shape} masks for test images of shape "
-                                     f"{images.shape}; re-run the download stage that wrote {root}")
-        classes = read_meta(root)["classes"]
-        order = np.argsort(labels, kind="stable")
-        return [MaskedImage(str(classes[labels[i]]), f"test{i:05d}", images[i].transpose(1, 2, 0), masks[i].astype(bool))
-                for i in order]
-    groups = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    subsets = [p for p in groups if p.name.endswith("100") and (p / "GroundTruth").is_dir()]
-    if subsets:  # Object Discovery's Data/ holds the full sets next to the 100-image ones: the paper's are these
-        groups = subsets
-    items: list[MaskedImage] = []
-    for folder in groups:
-        if (folder / "GroundTruth").is_dir():      # Object Discovery: Airplane100/GroundTruth
-            name = folder.name[:-3] if folder.name.endswith("100") else folder.name
-            items += _read_pairs(name.lower(), folder, folder / "GroundTruth")
-        elif (folder / "images").is_dir():
-            items += _read_pairs(folder.name, folder / "images", folder / "masks")
-    if not items:
-        raise DatasetFormatError(f"{root} holds no <Class>100/GroundTruth or <class>/images + <class>/masks folders")
-    return items
+# the first images' photo, mask and thresholded maps, small, for the report's grid across methods
+# (lpa.report.overlay_grid): written next to the per-class figures
+FIRST_IMAGES_FILE = "first_images.npz"
+THUMBNAIL_SIDE = 128   # pixels on the longer side: a grid cell, not a measurement
 
 
 # -- maps -----------------------------------------------------------------------------------------
-def normalise(m: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1]; a constant map becomes all zeros."""
+def rescale_to_unit(m: np.ndarray) -> np.ndarray:
+    """`m` min-max rescaled to [0, 1] (its minimum to 0, its maximum to 1); a constant map becomes all zeros."""
     lo, hi = float(m.min()), float(m.max())
     return (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
 
 
 def combine_levels(maps: Sequence[np.ndarray], shape: tuple[int, int], how: str) -> np.ndarray:
-    """One [0, 1] map at `shape` from per-level maps: mean | max of the normalised levels, or levelK."""
-    levels = [normalise(upsample_maps(np.asarray(m, dtype=np.float32)[None], shape)[0]) for m in maps]
+    """One [0, 1] map at `shape` from per-level maps: mean | max of the rescaled levels, or levelK."""
+    levels = [rescale_to_unit(upsample_maps(np.asarray(m, dtype=np.float32)[None], shape)[0]) for m in maps]
     if how.startswith("level"):
         k = int(how[len("level"):])
         if k > len(levels):
             raise ConfigError(f"segmentation.combine={how}, but the model has {len(levels)} attention level(s)")
         return levels[k - 1]
     stacked = np.stack(levels)
-    return normalise(stacked.mean(0) if how == "mean" else stacked.max(0))
+    return rescale_to_unit(stacked.mean(0) if how == "mean" else stacked.max(0))
 
 
 def centre_prior(shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -209,10 +125,36 @@ def save_group_figure(items: Sequence[MaskedImage], maps: Sequence[np.ndarray], 
     return write_bytes(path, buf.getvalue())
 
 
+def _thumbnail(a: np.ndarray, resample: Image.Resampling) -> np.ndarray:
+    """`a` (H x W [x 3], uint8 or bool) shrunk to THUMBNAIL_SIDE on its longer side (never enlarged)."""
+    h, w = a.shape[:2]
+    scale = min(1.0, THUMBNAIL_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    picture = Image.fromarray(a.astype(np.uint8) * 255 if a.dtype == bool else a)
+    small = np.asarray(picture.resize(size, resample))
+    return small >= 128 if a.dtype == bool else small
+
+
+def save_first_images(items: Sequence[MaskedImage], binary: Sequence[np.ndarray], prior: Sequence[np.ndarray],
+                      scores: Sequence[float], path: Path) -> Path:
+    """`path` (.npz): per image i of `items`, image<i> (uint8 thumbnail), mask<i>, binary<i> (the
+    thresholded map), prior<i> (the thresholded centre prior), and names and jaccard (per image)."""
+    arrays = {"names": np.asarray([it.name for it in items]), "jaccard": np.asarray(scores, dtype=np.float64)}
+    for i, (item, b, c) in enumerate(zip(items, binary, prior)):
+        arrays.update({f"image{i}": _thumbnail(np.asarray(item.image, dtype=np.uint8), Image.Resampling.BILINEAR),
+                       f"mask{i}": _thumbnail(item.mask, Image.Resampling.NEAREST),
+                       f"binary{i}": _thumbnail(b, Image.Resampling.NEAREST),
+                       f"prior{i}": _thumbnail(c, Image.Resampling.NEAREST)})
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return write_bytes(path, buf.getvalue())
+
+
 def segmentation_run(model_file: Path, dataset_root: Path, metrics_path: Path, figures_dir: Path,
                      settings: Mapping) -> dict:
     """Everything `segment@<trial>-on-<name>` writes: the Jaccard index per class and its mean, for
-    the run's maps and the centre prior (metrics_path), and one figure per class (figures_dir)."""
+    the run's maps and the centre prior (metrics_path), one figure per class (figures_dir) and the
+    first `figure_images` images' thumbnails for the report's grid (figures_dir/FIRST_IMAGES_FILE)."""
     device = pick_device()
     trained = load_trained(model_file, device)
     items = read_mask_dataset(dataset_root)
@@ -242,4 +184,9 @@ def segmentation_run(model_file: Path, dataset_root: Path, metrics_path: Path, f
                                   [scores["model"][i] for i in idx], tmp / f"{group}.png",
                                   f"{trained.trial}: {group}, maps combined by {how}, "
                                   f"threshold {threshold}")
+        if n:
+            first = list(range(min(n, len(items))))
+            save_first_images([items[i] for i in first], [binary[i] for i in first],
+                              [prior_masks[items[i].mask.shape] for i in first],
+                              [scores["model"][i] for i in first], tmp / FIRST_IMAGES_FILE)
     return record

@@ -34,6 +34,8 @@ gradient by the number of consumers.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -68,6 +70,14 @@ def branch(x: torch.Tensor, consumers: int, mode: str) -> torch.Tensor:
     return x
 
 
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast switched off on `device_type`; nothing to switch off where it has no autocast (the
+    meta device, on which FLOPs are counted)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class AttentionLevel(nn.Module):
     """Compatibility, normalisation and weighted sum for one level of local features."""
 
@@ -98,18 +108,26 @@ class AttentionLevel(nn.Module):
             l = self.l_proj(l)
         b, c, h, w = l.shape
         flat = l.flatten(2)                                              # B, C, HW
-        if self.u is not None:
-            score = self.u(l + g[:, :, None, None]).flatten(1)           # B, HW
-        else:
-            score = torch.bmm(g.unsqueeze(1), flat).squeeze(1)           # B, HW
-        # maps in float32 (under autocast the scores may be bf16/fp16)
+        score = self.scores(l, g)                                        # B, HW, float32
         if self.normalize == "softmax":
-            a = torch.softmax(score.float(), dim=1)
+            a = torch.softmax(score, dim=1)
             attended = torch.bmm(flat, a.to(flat.dtype).unsqueeze(2)).squeeze(2)            # sum_i a_i l_i
         else:
-            a = torch.sigmoid(score.float())
+            a = torch.sigmoid(score)
             attended = torch.bmm(flat, a.to(flat.dtype).unsqueeze(2)).squeeze(2) / (h * w)  # mean_i a_i l_i
         return attended, a.view(b, 1, h, w)
+
+    def scores(self, l: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Compatibility scores c (B, HW) of local features l (B, C, H, W) and g (B, C), in float32
+        even under autocast: bf16's spacing at the scores' magnitudes (0.25-1) would reorder the
+        softmax weights of near-tied positions. Autocast is switched off around them, since it
+        casts a conv's or bmm's float32 inputs back to bf16/fp16."""
+        with autocast_off(l.device.type):
+            l, g = l.float(), g.float()
+            if self.u is not None:
+                bias = None if self.u.bias is None else self.u.bias.float()
+                return F.conv2d(l + g[:, :, None, None], self.u.weight.float(), bias).flatten(1)
+            return torch.bmm(g.unsqueeze(1), l.flatten(2)).squeeze(1)
 
 
 class LevelClassifier(nn.Module):
@@ -138,7 +156,8 @@ class LevelClassifier(nn.Module):
         logp = torch.stack([F.log_softmax(zk.float(), dim=1) for zk in z])  # K, B, classes
         if self.combine == "sum_log_softmax":
             return F.log_softmax(logp.sum(0), dim=1)
-        return torch.logsumexp(logp, dim=0) - torch.log(torch.tensor(float(len(z)), device=logp.device))
+        # log K as a Python float: a tensor made from it would be a host->device copy (a sync) every step
+        return torch.logsumexp(logp, dim=0) - math.log(len(z))
 
 
 class AttentionHead(nn.Module):

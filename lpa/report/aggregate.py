@@ -1,14 +1,16 @@
 """A suite's trials summarised per run over seeds, and the paper's comparisons between runs.
 
-Input: the per-trial table of lpa.report.results_table (one row per (run, seed)) and each run's
-resolved config. Output:
+Input: the per-trial table of lpa.report.tables.results_table (one row per (run, seed)) and
+each run's resolved config. Output:
 
 * `run_summary(table)`: per run, n, mean, sd and 95% t-interval of top-1 and top-5 error
   (lpa.report.stats), the paper's number and whether it lies inside the interval;
 * `comparisons(table, configs)`: every comparison the paper makes within one dataset that the
   suite has both sides of: each attention model vs its backbone baseline, pc vs dp, concat vs
   indep (runs otherwise identical); the difference of mean top-1 error (first minus second, so
-  negative = the paper's choice is better) with its Welch 95% interval and a verdict.
+  negative = the paper's choice is better) with its Welch 95% interval and a verdict;
+* `compare_runs(values, pairs, higher_is_better)`: the same difference, interval and verdict for
+  any per-seed measure (the other experiments: transfer accuracy, Jaccard index).
 
 Pure functions over pandas/numbers: no files, no DVC.
 """
@@ -27,6 +29,10 @@ from lpa.report.stats import contains, excludes_zero, summarize, welch
 BASELINE_OF = {"vgg-att1": "vgg", "vgg-att2": "vgg", "vgg-att3": "vgg",
                "resnet164-att1": "resnet164", "resnet164-att2": "resnet164", "resnet164-att3": "resnet164"}
 # one-option comparisons: (option in `attention`, the paper's headline value, the alternative)
+# the baselines an attention model's features (transfer) are compared with: the backbone and its GAP variant
+FEATURE_BASELINES_OF = {name: (base, f"{base}-gap") if base == "vgg" else (base,) for name, base in BASELINE_OF.items()}
+# the baseline with a map for the segmentation experiment: VGG-GAP's class activation map
+MAP_BASELINES_OF = {name: ("vgg-gap",) for name, base in BASELINE_OF.items() if base == "vgg"}
 OPTION_COMPARISONS = (("compat", "pc", "dp"), ("g_mode", "concat", "indep"))
 # options that only exist on one side of a comparison and so do not make two runs different
 # (compat_init initialises pc's u, which dp does not have)
@@ -81,20 +87,23 @@ def _shared_model(config: Mapping, keys: set[str]) -> str:
     return json.dumps({"dataset": config["dataset"], "model": model, "train": config["train"]}, sort_keys=True)
 
 
-def comparison_pairs(configs: Mapping[str, Mapping]) -> list[tuple[str, str, str]]:
+def comparison_pairs(configs: Mapping[str, Mapping],
+                     baselines: Mapping[str, Sequence[str]] | None = None) -> list[tuple[str, str, str]]:
     """(kind, first run, second run) for every comparison the paper makes that `configs` (run ->
-    resolved config, any seed) has both sides of. First = the paper's proposal."""
+    resolved config, any seed) has both sides of. First = the paper's proposal. `baselines`: the
+    model names each attention model is compared with (default: its backbone, BASELINE_OF)."""
+    baselines = baselines if baselines is not None else {k: (v,) for k, v in BASELINE_OF.items()}
     pairs = []
     runs = list(configs)
     for a in runs:
         ca = configs[a]
         name_a = ca["model"]["name"]
-        base = BASELINE_OF.get(name_a)
+        bases = baselines.get(name_a, ())
         for b in runs:
             if a == b:
                 continue
             cb = configs[b]
-            if base and cb["model"]["name"] == base:
+            if cb["model"]["name"] in bases:
                 shared = set(ca["model"]) & set(cb["model"]) - {"name"}
                 if _shared_model(ca, shared) == _shared_model(cb, shared):
                     pairs.append(("attention vs baseline", a, b))
@@ -107,13 +116,40 @@ def comparison_pairs(configs: Mapping[str, Mapping]) -> list[tuple[str, str, str
     return pairs
 
 
-def verdict(ci95: Sequence[float] | None, diff: float) -> str:
-    """The claim "the first has lower error" against the Welch interval of first - second."""
+def verdict(ci95: Sequence[float] | None, diff: float, higher_is_better: bool = False) -> str:
+    """The claim "the first is better" (lower error, or higher when `higher_is_better`) against the
+    Welch interval of first - second."""
     if ci95 is None:
         return ONE_SEED
     if excludes_zero(ci95):
-        return HOLDS if diff < 0 else DOES_NOT_HOLD
+        return HOLDS if (diff > 0) == higher_is_better else DOES_NOT_HOLD
     return NOT_RESOLVED
+
+
+def welch_comparison(first: Sequence[float], second: Sequence[float], higher_is_better: bool = False) -> dict:
+    """{diff, ci95, df, n_first, n_second, verdict} of mean(first) - mean(second), per-seed values."""
+    w = welch(first, second)
+    if w["ci95"] is not None and len(set(first)) == 1 and len(set(second)) == 1:
+        w = {**w, "ci95": None, "df": None}  # a zero-width interval is no evidence either way
+    judged = (NO_SPREAD if w["ci95"] is None and min(len(first), len(second)) >= 2
+              else verdict(w["ci95"], w["diff"], higher_is_better))
+    return {"diff": w["diff"], "ci95": w["ci95"], "df": w["df"], "n_first": w["n_a"], "n_second": w["n_b"],
+            "verdict": judged}
+
+
+COMPARED = ["kind", "first", "second", "diff", "ci95", "df", "n_first", "n_second", "verdict"]
+
+
+def compare_runs(values: Mapping[str, Sequence[float]], pairs: Sequence[tuple[str, str, str]],
+                 higher_is_better: bool = False) -> pd.DataFrame:
+    """One row per (kind, first, second) of `pairs` whose runs both have values (run -> per-seed
+    values of one measure): the columns of COMPARED, diff = first - second."""
+    rows = []
+    for kind, a, b in pairs:
+        va, vb = _finite(values.get(a, ())), _finite(values.get(b, ()))
+        if va and vb:
+            rows.append({"kind": kind, "first": a, "second": b, **welch_comparison(va, vb, higher_is_better)})
+    return pd.DataFrame(rows, columns=COMPARED)
 
 
 def comparisons(table: pd.DataFrame, configs: Mapping[str, Mapping]) -> pd.DataFrame:
@@ -125,16 +161,13 @@ def comparisons(table: pd.DataFrame, configs: Mapping[str, Mapping]) -> pd.DataF
         va, vb = _finite(ga["top-1 error"]), _finite(gb["top-1 error"])
         if not va or not vb:
             continue
-        w = welch(va, vb)
-        if w["ci95"] is not None and len(set(va)) == 1 and len(set(vb)) == 1:
-            w = {**w, "ci95": None, "df": None}  # a zero-width interval is no evidence either way
+        w = welch_comparison(va, vb)
         pa, pb = ga["paper"].iloc[0], gb["paper"].iloc[0]
         rows.append({"kind": kind, "first": a, "second": b,
                      "first config": ga["config"].iloc[0], "second config": gb["config"].iloc[0],
-                     "diff": w["diff"], "ci95": w["ci95"], "df": w["df"], "n_first": w["n_a"],
-                     "n_second": w["n_b"],
+                     "diff": w["diff"], "ci95": w["ci95"], "df": w["df"], "n_first": w["n_first"],
+                     "n_second": w["n_second"],
                      "paper_diff": float(pa - pb) if not (pd.isna(pa) or pd.isna(pb)) else math.nan,
-                     "verdict": NO_SPREAD if w["ci95"] is None and min(len(va), len(vb)) >= 2
-                     else verdict(w["ci95"], w["diff"])})
+                     "verdict": w["verdict"]})
     return pd.DataFrame(rows, columns=["kind", "first", "second", "first config", "second config", "diff",
                                        "ci95", "df", "n_first", "n_second", "paper_diff", "verdict"])

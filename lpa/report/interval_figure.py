@@ -15,7 +15,7 @@ from lpa.files import write_bytes
 
 
 def save_interval_figure(table: pd.DataFrame, runs: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """`table`: per-trial rows (lpa.report.results_table); `runs`: lpa.report.aggregate.run_summary."""
+    """`table`: per-trial rows (lpa.report.tables.results_table); `runs`: lpa.report.aggregate.run_summary."""
     datasets = list(dict.fromkeys(runs["dataset"])) if len(runs) else []
     fig = Figure(figsize=(9, 1.2 + 0.55 * max(1, len(runs)) + 0.6 * max(0, len(datasets) - 1)), dpi=110)
     FigureCanvasAgg(fig)

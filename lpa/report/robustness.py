@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from lpa.config.experiment_options import epsilon_key, key_epsilon
 from lpa.files import write_bytes
-from lpa.report.tables import read_record, trial_columns
+from lpa.report.records import read_record, trial_columns
 
 RECORD = "robustness.json"
 
@@ -67,8 +67,10 @@ def render_robustness_md(summary: pd.DataFrame) -> str:
         lines.append(f"| {run} | {rows['config'].iloc[0]} | {n} | " + " | ".join(cells) + " |")
     lines += ["", "ε in pixel units (0..255), added before preprocessing with the gradient taken through it; "
               "each run attacked on the same fixed subset of the test split (robustness.images). Figure per "
-              "dataset: robustness/<dataset>.png.", ""]
-    return "\n".join(lines)
+              "dataset: robustness/<dataset>.png (mean over seeds, band: ± one sd).", ""]
+    lines += [f"![FGSM on {dataset}: top-1 error against ε, seed bands](robustness/{dataset}.png)"
+              for dataset in dict.fromkeys(summary["dataset"])]
+    return "\n".join(lines + [""])
 
 
 def save_robustness_figures(summary: pd.DataFrame, out_dir: Path, title: str = "") -> list[Path]:

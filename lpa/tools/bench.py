@@ -1,7 +1,7 @@
 """Training-step benchmark: our engine, and optionally the usual PyTorch loop, on one device.
 
     python -m lpa.tools.bench --model vgg-att2 [--batch-size 128] [--steps 20] [--width 1.0]
-                        [--precision auto|fp32|bf16] [--compile] [--compare-reference]
+                        [--precision auto|fp32|bf16|fp16] [--compile] [--compare-reference]
                         [--repeats R] [--profile] [--dropout on|off] [--against OPTION=VALUE]
 
 Ours: data resident on the device, batched on-device flip + pad-4 crop, the engine's own
@@ -15,6 +15,7 @@ printed, never asserted: timing is a measurement, not a test.
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import time
 
@@ -23,20 +24,22 @@ import torch
 import torch.nn.functional as F
 
 from lpa.tools.estimate import TRAIN_IMAGES
-from lpa.train.engine import (DeviceData, build_for_training, build_optimizer, counter_dropout, refuse_under_compile,
-                        small_map_convs, train_batch)
+from lpa.train.device import autocast_dtype, grad_scaler, precision_for
+from lpa.train.engine import (DeviceData, build_for_training, build_optimizer, counter_dropout, refuse_under_compile, small_map_convs, train_batch)
 from lpa.errors import ConfigError
 from lpa.models import build_model, count_flops
 
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; --peak-tflops overrides.
+# A key matches a device name holding each of its words as a whole word (the most words win:
+# "NVIDIA H100 PCIe" is an H100 PCIe; "NVIDIA L40" is not an L4).
 PEAK_BF16_TFLOPS = {
     "H200": 989.0,
-    "H100 SXM": 989.0,
-    "H100 80GB HBM3": 989.0,
+    "H100": 989.0,  # SXM ("NVIDIA H100 80GB HBM3")
     "H100 NVL": 835.0,
     "H100 PCIe": 756.0,
     "A100": 312.0,
     "L40S": 362.0,
+    "L40": 181.0,
     "L4": 121.0,
     "RTX 4090": 165.0,
 }
@@ -44,14 +47,28 @@ CIFAR_TRAIN_IMAGES = TRAIN_IMAGES["cifar10"]
 PAPER_EPOCHS = 300
 
 
+def name_words(name: str) -> set[str]:
+    """'NVIDIA A100-SXM4-80GB' -> {'NVIDIA', 'A100', 'SXM4', '80GB'} (CUDA's names vary in case)."""
+    return set(re.split(r"[\s_-]+", name.upper())) - {""}
+
+
 def device_peak_tflops(device: torch.device) -> tuple[float | None, str]:
+    """(bf16 peak of the device from PEAK_BF16_TFLOPS or None when not there, its name)."""
     if device.type != "cuda":
         return None, "cpu"
     name = torch.cuda.get_device_name(device)
-    for key, peak in PEAK_BF16_TFLOPS.items():
-        if all(part in name for part in key.split()):
-            return peak, name
-    return None, name
+    words = name_words(name)
+    keys = [key for key in PEAK_BF16_TFLOPS if name_words(key) <= words]
+    return (PEAK_BF16_TFLOPS[max(keys, key=lambda key: len(name_words(key)))] if keys else None), name
+
+
+def run_precision(device: torch.device, precision: str) -> tuple[str, torch.dtype | None]:
+    """(precision, autocast dtype or None) of --precision on `device`, through the engine's own rules
+    (lpa.train.device): 'auto' is the params.yaml default (fp32 on the CPU; on CUDA bf16 from compute
+    capability 8.0, fp16 below), and on CUDA the same math switches (fp32 without TF32), so that the
+    steps timed are the ones train.precision trains with."""
+    setting = {"cpu": "fp32" if precision == "auto" else precision, "cuda": precision}
+    return precision_for(device, setting), autocast_dtype(device, setting)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -87,12 +104,13 @@ def ours_step(args, device: torch.device, amp_dtype):
                       torch.randint(0, args.num_classes, (n,), device=device))
     gen = torch.Generator(device=device).manual_seed(0)
     augment = {"flip": True, "crop_padding": 4}  # the same work as the reference's transforms
+    scaler = grad_scaler(amp_dtype, device)  # fp16: the engine's loss scaling is part of its step
 
     def step(i):
         idx = torch.randint(0, n, (args.batch_size,), device=device, generator=gen)
         if clock is not None:
             clock.step = i
-        return train_batch(forward, optimizer, data, idx, gen, augment, args.channels_last, amp_dtype)
+        return train_batch(forward, optimizer, data, idx, gen, augment, args.channels_last, amp_dtype, scaler=scaler)
 
     return step
 
@@ -223,8 +241,9 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=1, help="blocks of --steps timed steps (>= 1); figures of the median block")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--num-classes", type=int, default=10)
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 autocast on CUDA, fp32 on CPU (the params.yaml defaults)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                   help="auto: the params.yaml defaults (CUDA: bf16 from compute capability 8.0, fp16 "
+                        "below; CPU: fp32); fp16 with the engine's loss scaler")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="default: on for CUDA, and on CPU with bf16")
     p.add_argument("--compile", action="store_true")
@@ -255,8 +274,7 @@ def main(argv=None) -> None:
         p.error(str(err))
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    precision = args.precision if args.precision != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-    amp_dtype = torch.bfloat16 if precision == "bf16" else None
+    precision, amp_dtype = run_precision(device, args.precision)
     if args.channels_last is None:
         args.channels_last = device.type == "cuda" or precision == "bf16"
     peak, device_name = device_peak_tflops(device)

@@ -9,9 +9,11 @@ stages of one repository concurrently when each is its own `dvc repro`, with per
 
 1. the data stages (download@, preprocess@ of data.datasets), once, in one `dvc repro`;
 2. the train@/finetune@ stages `dvc status` reports as not done, each as
-   `dvc repro --single-item <stage>` with CUDA_VISIBLE_DEVICES set to its slot's device, its output
-   in logs/launch/<suite>/<trial>.log, the next one started as a slot frees (a finetune@ waits for
-   its parent; skipped if the parent failed). An interrupted one resumes from its checkpoint;
+   `dvc repro --single-item <stage>` with CUDA_VISIBLE_DEVICES set to its slot's device (a trial
+   of train.distributed.processes = P > 1: P GPUs, one slot on each; refused before anything runs
+   when --devices gives fewer GPUs), its output in logs/launch/<suite>/<trial>.log, the next one
+   started as a slot frees (a finetune@ waits for its parent; skipped if the parent failed). An
+   interrupted one resumes from its checkpoint;
 3. when every run is done, one `dvc repro` for the rest (evaluation, experiments, report).
 
 A failed run does not stop the others; the summary lists each as done, failed (with its log) or
@@ -19,12 +21,17 @@ skipped, and the exit code is 1 if any failed. Launching again runs only what is
 
 Several machines: one checkout they all see, `--share K/N` on machine K (every N-th train run,
 each finetune@ with its parent), after the data stages were run once. `--list` prints the pending
-stages instead of running them (a SLURM array: docs/cluster/train-array.sbatch).
+stages instead of running them, one per line with its number of processes (GPUs): the input of
+docs/cluster/submit.sh (SLURM arrays of docs/cluster/train-array.sbatch).
+
+Device indices are this process's: inside an allocation that set CUDA_VISIBLE_DEVICES (e.g. GPUs
+4-7), `--devices 0,1` takes its first two GPUs (lpa.tools.slots).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +40,9 @@ from lpa.config.run import check_params, resolve_trial
 from lpa.errors import DataError
 from lpa.errors import ConfigError
 from lpa.config.params import load_params
-from lpa.tools.slots import Job, counts, parse_devices, python_module, run_jobs, slot_environment, summary_table
+from lpa.tools.job_group import guarded
+from lpa.tools.slots import (Job, check_fits, counts, parse_devices, python_module, run_jobs, slot_environment,
+                             summary_table)
 
 
 def dvc(*args: str) -> list[str]:
@@ -44,8 +53,8 @@ def run_logged(command: list[str], log: Path, device: str) -> int:
     """Run `command` to completion with its output in `log` (one process: the whole device)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        return subprocess.run(command, stdout=out, stderr=subprocess.STDOUT,
-                              env=slot_environment(device, cpu_threads=None)).returncode
+        return subprocess.run(guarded(command), stdout=out, stderr=subprocess.STDOUT,
+                              env=slot_environment(device, threads=None)).returncode
 
 
 def dvc_lock_busy(log: Path) -> bool:
@@ -90,31 +99,41 @@ def stages_of_share(params: dict, share: tuple[int, int]) -> list[tuple[str, str
     return out
 
 
-def plan_jobs(stages: list[tuple[str, str, str | None]], pending: set[str], logs: Path) -> list[Job]:
-    """One job per pending stage; a finetune@ waits for its parent when that is pending."""
+def trial_processes(params: dict, trial: str) -> int:
+    """How many training processes (one GPU each) `trial` runs on: train.distributed.processes."""
+    return resolve_trial(params, trial)["train"]["distributed"]["processes"]
+
+
+def plan_jobs(stages: list[tuple[str, str, str | None]], pending: set[str], logs: Path,
+              processes: dict[str, int] | None = None) -> list[Job]:
+    """One job per pending stage; a finetune@ waits for its parent when that is pending.
+    `processes`: trial -> its training processes, where not 1."""
     jobs = []
     for stage, trial, parent in stages:
         if stage not in pending:
             continue
         after = (parent,) if parent and f"train@{parent}" in pending else ()
-        jobs.append(Job(trial, dvc("repro", "--single-item", stage), logs / f"{trial}.log", after))
+        jobs.append(Job(trial, dvc("repro", "--single-item", stage), logs / f"{trial}.log", after,
+                        (processes or {}).get(trial, 1)))
     return jobs
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lpa.tools.launch", description=__doc__.split("\n")[0])
-    p.add_argument("--devices", required=True, help="CUDA device indices, e.g. 0,1,2,3; or cpu")
+    p.add_argument("--devices", required=True, help="CUDA device indices, e.g. 0,1,2,3 (of the GPUs an inherited "
+                                                    "CUDA_VISIBLE_DEVICES allows), GPU-/MIG- UUIDs; or cpu")
     p.add_argument("--slots-per-device", type=int, default=1, help="runs at once on each device (small models)")
     p.add_argument("--logs", type=Path, default=Path("logs/launch"), help="per-run logs go to LOGS/<suite>/")
     p.add_argument("--no-finish", action="store_true", help="train only; no final `dvc repro`")
     p.add_argument("--share", default="0/1", help="K/N: machine K of N on one shared checkout takes its share of "
                                                   "the runs; needs the data stages done; implies --no-finish")
     p.add_argument("--list", action="store_true", help="run the data stages, print the pending train@/finetune@ "
-                                                       "stages one per line (e.g. for a SLURM array) and stop")
+                                                       "stages one per line with their training processes "
+                                                       "(GPUs), e.g. for docs/cluster/submit.sh, and stop")
     args = p.parse_args(argv)
     try:
         share = parse_share(args.share)
-        devices = parse_devices(args.devices)
+        devices = parse_devices(args.devices, os.environ.get("CUDA_VISIBLE_DEVICES"))
         if args.slots_per_device < 1:
             raise ValueError(f"--slots-per-device must be at least 1, not {args.slots_per_device}")
         if not Path("dvc.yaml").exists():
@@ -138,14 +157,16 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr if args.list else sys.stdout, flush=True)
             if run_logged(dvc("repro", *data_stages), logs / "data.log", "cpu") != 0:
                 raise ConfigError(f"the data stages failed; see {logs / 'data.log'}")
-        jobs = plan_jobs(stages, pending_stages([stage for stage, _, _ in stages]), logs)
-    except ConfigError as err:
+        processes = {trial: trial_processes(params, trial) for _, trial, _ in stages}
+        jobs = plan_jobs(stages, pending_stages([stage for stage, _, _ in stages]), logs, processes)
+        if args.list:  # one line per stage: its name and its processes (a SLURM task needs as many GPUs)
+            for job in jobs:
+                print(job.command[-1], job.processes)
+            return 0
+        check_fits(jobs, devices)
+    except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if args.list:
-        for job in jobs:
-            print(job.command[-1])
-        return 0
     print(f"runs: {len(jobs)} to train, {len(stages) - len(jobs)} up to date; "
           f"{args.slots_per_device} slot(s) on each of {', '.join(devices)}", flush=True)
     run_jobs(jobs, devices, args.slots_per_device, print_line=lambda line: print(line, flush=True),
@@ -153,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if jobs:
         print(summary_table(jobs))
     states = counts(jobs)
-    failed = states.get("failed", 0) + states.get("skipped", 0)
+    failed = states["failed"] + states["skipped"]
     if failed:
         print(f"error: {failed} of {len(jobs)} runs not done (failed or skipped; logs above); fix them and "
               "launch again: runs that are done are not run again", file=sys.stderr)

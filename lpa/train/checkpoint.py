@@ -10,24 +10,23 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import pickle
 import shutil
 import sys
-import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from lpa.files import write_bytes
+from lpa.errors import WriteError
+from lpa.files import move_aside, write_bytes
 
 
-def atomic_torch_save(obj, path: Path) -> None:
+def atomic_torch_save(obj, path: Path, what: str | None = None) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    write_bytes(path, buffer.getbuffer())
+    write_bytes(path, buffer.getbuffer(), what)
 
 
 # what the engine's save_checkpoint writes; anything else is not a checkpoint it can resume
@@ -55,9 +54,19 @@ def config_hash(config: Mapping) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def save_checkpoint(directory: Path, state: dict) -> Path:
+def save_checkpoint(directory: Path, state: dict) -> Path | None:
+    """Write `state` to `directory`/last.pt and return that path; None, after one warning line, when
+    the file system refuses it (full disk, quota): training goes on, the next checkpoint tries
+    again and the previous one is kept as it was. A warning, not an error: an hours-long run is
+    worth more than one checkpoint, and the model file's write at the end still fails loudly."""
     path = Path(directory) / "last.pt"
-    atomic_torch_save(state, path)
+    try:
+        atomic_torch_save(state, path, "checkpoint")
+    except WriteError as err:
+        kept = "the previous one is kept" if path.exists() else "there is no earlier one"
+        print(f"warning: cannot write checkpoint {path}: {err.problem}; training goes on and the next "
+              f"checkpoint tries again ({kept})", file=sys.stderr, flush=True)
+        return None
     return path
 
 
@@ -76,12 +85,15 @@ def _state_problem(state: object) -> str | None:
     return None
 
 
-def load_checkpoint(directory: Path | None, config_hash: str) -> dict | None:
-    """The saved state if it was made under the same resolved config, else None.
+def load_checkpoint(directory: Path | None, config_hash: str, device_type: str | None = None) -> dict | None:
+    """The saved state if it was made under the same resolved config (and, given `device_type`, on
+    the same type of device), else None.
 
-    A damaged checkpoint (truncated, overwritten, not one of ours) is set aside, renamed to
-    `last.pt.damaged-<time>` next to itself and never deleted, with one warning line on stderr;
-    training then starts fresh.
+    A damaged checkpoint (truncated, overwritten, not one of ours) is moved aside, renamed to
+    `last.pt.damaged` (`.damaged.1`, ... if taken) next to itself and never deleted, with one
+    warning line on stderr naming it; training then starts fresh. So is one made on another type of
+    device (renamed `last.pt.<its device type>`): its random-number states (the batch generator's
+    above all) are that device's and cannot be set on this one, so the run cannot go on as it would have.
     """
     if directory is None:
         return None
@@ -95,26 +107,26 @@ def load_checkpoint(directory: Path | None, config_hash: str) -> dict | None:
     else:
         problem = _state_problem(state)
     if problem is not None:
-        aside = set_aside(path)
+        aside = move_aside(path, "damaged")
         print(f"warning: checkpoint {path} is damaged ({problem}); moved it to {aside.name} "
               "and training starts fresh", file=sys.stderr, flush=True)
         return None
     if state["config_hash"] != config_hash:
         print(f"checkpoint {path} was made under another config: starting fresh")
         return None
+    made_on = saved_device_type(state)
+    if device_type is not None and made_on != device_type:
+        aside = move_aside(path, made_on)
+        print(f"warning: checkpoint {path} was made on {made_on} and this run is on {device_type}, whose random "
+              f"number states differ; moved it to {aside.name} and training starts fresh", file=sys.stderr, flush=True)
+        return None
     return state
 
 
-def set_aside(path: Path) -> Path:
-    """Rename a damaged file next to itself (kept for a post-mortem, never deleted)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    aside = path.with_name(f"{path.name}.damaged-{stamp}")
-    n = 1
-    while aside.exists():
-        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
-        n += 1
-    os.replace(path, aside)
-    return aside
+def saved_device_type(state: Mapping) -> str:
+    """The device type a checkpoint was made on; for one written before it was recorded, "cuda" when it
+    holds a CUDA RNG state (the engine saved one only there)."""
+    return state.get("device_type") or ("cuda" if state.get("cuda_rng") is not None else "cpu")
 
 
 def remove_checkpoints(directory: Path | None) -> None:

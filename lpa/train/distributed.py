@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +28,7 @@ from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
+from lpa.train.device import pick_device
 from lpa.train.module_swap import replace_modules
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -63,7 +64,7 @@ def start(world: World, backend: str) -> torch.device:
     """Join the process group (env:// rendezvous, as torchrun sets it up) and return this process's
     device: cuda:<local rank> where GPUs exist, else the CPU (gloo)."""
     _die_with_launcher()
-    cuda = torch.cuda.is_available()
+    cuda = pick_device().type == "cuda"  # DeviceError when given GPUs that CUDA cannot start
     if cuda:
         if world.local_rank >= torch.cuda.device_count():
             raise RuntimeError(f"process {world.rank} has local rank {world.local_rank} but this machine shows "
@@ -129,7 +130,15 @@ def wrap(model: nn.Module, world: World, device: torch.device) -> nn.Module:
     """DDP around `model` when there are several processes (it averages the gradients), else `model`."""
     if not world.distributed:
         return model
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(model, **ddp_options(model, device))
+
+
+def ddp_options(model: nn.Module, device: torch.device) -> dict:
+    """DDP's device_ids (this process's GPU) and broadcast_buffers: off when the BatchNorm statistics are
+    synchronised (every process computes the same running statistics from the global batch, so rank 0's
+    need not be sent to the others before every forward pass)."""
+    synchronised = any(isinstance(m, (GlobalBatchNorm, nn.SyncBatchNorm)) for m in model.modules())
+    return {"device_ids": [device.index] if device.type == "cuda" else None, "broadcast_buffers": not synchronised}
 
 
 class _GatherFromProcesses(torch.autograd.Function):
@@ -191,9 +200,13 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y.to(x.dtype)
 
 
-def synchronise_batchnorm(module: nn.Module) -> nn.Module:
-    """`module` with every BatchNorm1d/2d replaced by a GlobalBatchNorm holding the same tensors
-    (state_dict keys unchanged: a saved model loads into the plain architecture)."""
+def synchronise_batchnorm(module: nn.Module, device: torch.device | None = None) -> nn.Module:
+    """`module` with every BatchNorm1d/2d replaced by one whose training statistics are the global
+    batch's, holding the same tensors (state_dict keys unchanged: a saved model loads into the plain
+    architecture): torch.nn.SyncBatchNorm on a GPU (fused CUDA kernels, the same statistics),
+    GlobalBatchNorm elsewhere (SyncBatchNorm runs on GPUs only)."""
+    if device is not None and device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     replace_modules(module, lambda child: _global_twin(child)
                     if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)) else None)
     return module
@@ -218,6 +231,53 @@ def dropout_seed(seed: int, world: World, epoch: int) -> int:
     return (seed * 1_000_003 + world.rank * 7_919 + epoch * 104_729 + 1) % (2 ** 63)
 
 
+def run_on_every_rank(job: Callable[[World, torch.device], None], processes: int, backend: str,
+                      module: str, args: Sequence[str]) -> None:
+    """Run `job(world, device)` in this process as its rank of the run.
+
+    Asked for `processes` > 1 outside torchrun, this process is the launcher: it starts
+    `python -m module args` that many times (launch_here) and exits with their code (SystemExit).
+    Under torchrun it joins the process group (`backend`: train.distributed.backend) and runs `job` on
+    its rank's device; alone, on lpa.train.device.pick_device's. The process group is left however
+    `job` ends."""
+    world = world_from_environment()
+    if processes > 1 and not world.distributed:
+        raise SystemExit(launch_here(processes, module, args))
+    device = start(world, backend) if world.distributed else pick_device()
+    try:
+        job(world, device)
+    except RuntimeError as err:
+        if world.distributed and lost_a_peer(err):
+            # another process died and gloo said so at once: its launcher names it (launch_here);
+            # this one leaves without a traceback and writes nothing more. os._exit: tearing the
+            # broken group down would abort in gloo's destructor (SIGABRT, a second "crash")
+            sys.stdout.flush()
+            os._exit(PEER_LOST)
+        raise
+    finally:
+        stop()
+
+
+# a surviving process's exit code when a peer died under it (launch_here does not count it as the crash)
+PEER_LOST = 75
+# what gloo's TCP transport says when the process at the other end of a collective is gone
+PEER_GONE_MESSAGES = ("Connection reset by peer", "Connection closed by peer", "Broken pipe")
+
+
+def lost_a_peer(err: RuntimeError) -> bool:
+    """Whether `err`, raised in a collective, says another process of the run is gone."""
+    return isinstance(err, dist.DistError) or any(m in str(err) for m in PEER_GONE_MESSAGES)
+
+
+def thread_environment(processes: int, environ: Mapping[str, str]) -> dict[str, str]:
+    """What launch_here adds to the environment its `processes` processes inherit: OMP_NUM_THREADS, each
+    process's share of this machine's cores, unless `environ` sets it. On GPUs too: torchrun's default
+    of one thread starves what still runs on the CPU there (the launch, the checkpoint, evaluation)."""
+    if "OMP_NUM_THREADS" in environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+
+
 def launch_here(processes: int, module: str, args: Sequence[str]) -> int:
     """Run `python -m module args` as `processes` processes on this machine under PyTorch's elastic
     launcher (torchrun's machinery, a `--standalone` local rendezvous on a free port) and return
@@ -227,8 +287,7 @@ def launch_here(processes: int, module: str, args: Sequence[str]) -> int:
     traceback of its agent) is replaced by one line. On the CPU each process gets its share of
     the cores as OpenMP threads (torchrun would give each one thread) unless OMP_NUM_THREADS is set.
     """
-    if not torch.cuda.is_available() and "OMP_NUM_THREADS" not in os.environ:
-        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // processes))
+    os.environ.update(thread_environment(processes, os.environ))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=processes, run_id=f"lpa-{os.getpid()}",
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0)
     quiet = logging.getLogger("torch.distributed.elastic")
@@ -237,7 +296,15 @@ def launch_here(processes: int, module: str, args: Sequence[str]) -> int:
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", module, *args)
     except ChildFailedError as err:
-        codes = sorted({f.exitcode for f in err.failures.values()})
+        died = {rank: failure for rank, failure in err.failures.items()
+                if failure.exitcode < 0 and failure.exitcode != -signal.SIGTERM}  # SIGTERM: the agent's stop
+        if died:
+            names = ", ".join(f"{rank} ({failure.signal_name()})" for rank, failure in sorted(died.items()))
+            print(f"error: process {names} of the {processes} processes of `python -m {module}` died; the "
+                  "others were stopped and wrote nothing: run it again to resume from the last checkpoint",
+                  file=sys.stderr, flush=True)
+            return 1
+        codes = sorted({f.exitcode for f in err.failures.values()} - {PEER_LOST})
         # exit code 1 is a user error, which every process meets and rank 0 prints (lpa.config.stage_runner);
         # the launcher may stop the others meanwhile (SIGTERM). Without a 1 it was a crash: say so
         if 1 not in codes:

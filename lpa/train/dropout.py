@@ -112,6 +112,16 @@ class _CounterDropout(torch.autograd.Function):
         return _kernel()(grad.contiguous(), *ctx.keys, ctx.threshold, ctx.scale), None, None, None, None, None
 
 
+def key_tensors(values: tuple[int, ...], device: torch.device) -> list[torch.Tensor]:
+    """`values` (32-bit words) as int32 scalar tensors on `device`: tensors, not ints, so the compiled
+    kernel is not re-traced every step. On a GPU they travel as one copy from pinned memory that does
+    not wait for the GPU (torch.tensor(v, device=cuda) would be a synchronising copy per key)."""
+    if device.type != "cuda":
+        return [torch.tensor(int32_word(v), dtype=torch.int32, device=device) for v in values]
+    host = torch.tensor([int32_word(v) for v in values], dtype=torch.int32).pin_memory()
+    return list(host.to(device, non_blocking=True).unbind())
+
+
 class CounterDropout(nn.Module):
     """nn.Dropout(p) with counter-based masks (see the module's docstring)."""
 
@@ -132,8 +142,7 @@ class CounterDropout(nn.Module):
         flat = x.permute(0, 2, 3, 1) if nhwc else x.contiguous()
         if x.numel() >= 1 << 31:
             raise ValueError(f"counter dropout: {x.numel()} elements in one tensor (the counters are 32-bit)")
-        keys = [torch.tensor(int32_word(v), dtype=torch.int32, device=x.device)  # tensors: no recompile per step
-                for v in (k1, k2, self.clock.first_image * per_image)]
+        keys = key_tensors((k1, k2, self.clock.first_image * per_image), x.device)
         y = _CounterDropout.apply(flat, *keys, self.threshold, self.scale)
         return y.permute(0, 3, 1, 2) if nhwc else y
 

@@ -5,6 +5,9 @@ drawn with `torch.randperm`, augmentation runs batched on the device, loss and a
 on the device and are read only when the progress bar refreshes (no per-step host sync), bf16
 autocast and channels_last on CUDA. The final model is the last epoch's: nothing here ever looks
 at the test split.
+
+`train` reads top to bottom: `setup_training` (one TrainingState), `resume` (from a checkpoint),
+then per epoch `train_epoch`, `validate`, `report_epoch` and `save_epoch_checkpoint`.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lpa.train.augment import augment_batch
+from lpa.train.device import autocast_dtype, grad_scaler
 from lpa.train.checkpoint import config_hash, load_checkpoint, save_checkpoint
 from lpa.train.dropout import DropoutClock, use_counter_dropout
 from lpa.train.small_map_conv import use_small_map_convs
@@ -35,33 +39,37 @@ from lpa.models import build_model, options_of
 SYNC_EVERY = 20
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast_dtype(device: torch.device, precision: Mapping) -> torch.dtype | None:
-    """bf16 autocast (fp32 master weights) or None for plain fp32, per `train.precision`.
-
-    fp32 means fp32: TF32 tensor-core math (PyTorch's cuDNN default) is switched off for it.
-    """
-    dtype = torch.bfloat16 if precision["cuda" if device.type == "cuda" else "cpu"] == "bf16" else None
-    if device.type == "cuda":
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    return dtype
-
-
 @dataclass
 class DeviceData:
-    images: torch.Tensor  # float32 N x C x H x W on the device
-    labels: torch.Tensor  # int64 N on the device
+    """A split on the device. `images` stay in the processed arrays' dtype (float16 on disk: half the
+    device memory of float32) and are made float32 a batch at a time (exact: every float16 is a
+    float32). A subset or a held-out part is `rows` of the same `images`, never a copy of them.
+
+    images: N x C x H x W, every image of the split this was cut from; labels: int64, one per image
+    of this split; rows: int64, this split's rows of `images` (None: all of them, in order)."""
+    images: torch.Tensor
+    labels: torch.Tensor
+    rows: torch.Tensor | None = None
 
     @classmethod
     def from_arrays(cls, images: np.ndarray, labels: np.ndarray, device: torch.device) -> "DeviceData":
-        return cls(torch.from_numpy(np.ascontiguousarray(images)).to(device, torch.float32),
+        return cls(torch.from_numpy(np.ascontiguousarray(images)).to(device),
                    torch.from_numpy(np.ascontiguousarray(labels)).to(device, torch.int64))
 
     def __len__(self) -> int:
         return self.labels.shape[0]
+
+    def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """Images `idx` (indices into this split, on the device) as float32."""
+        return self.images[idx if self.rows is None else self.rows[idx]].float()
+
+    def part(self, idx: torch.Tensor) -> "DeviceData":
+        """The images `idx` of this split (indices on the device) as a split of their own: new rows, no copy."""
+        return DeviceData(self.images, self.labels[idx], idx if self.rows is None else self.rows[idx])
+
+    def split_images(self) -> torch.Tensor:
+        """This split's images in their stored dtype (one gather when it is a part)."""
+        return self.images if self.rows is None else self.images[self.rows]
 
 
 # The training subset (train.max_images) is a property of the data, not of the trial: every seed
@@ -78,8 +86,7 @@ def balanced_subset(data: DeviceData, max_images: int) -> DeviceData:
     perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SUBSET_SEED))
     quota = [max_images // num_classes + (k < max_images % num_classes) for k in range(num_classes)]
     chosen = torch.cat([perm[labels[perm] == k][:quota[k]] for k in range(num_classes)])
-    idx = chosen.sort().values.to(data.labels.device)
-    return DeviceData(data.images[idx], data.labels[idx])
+    return data.part(chosen.sort().values.to(data.labels.device))
 
 
 def split_validation(data: DeviceData, fraction: float, seed: int) -> tuple[DeviceData, DeviceData | None]:
@@ -90,8 +97,7 @@ def split_validation(data: DeviceData, fraction: float, seed: int) -> tuple[Devi
     perm = torch.randperm(len(data), generator=gen).to(data.labels.device)
     n_val = max(1, int(round(fraction * len(data))))
     val, train = perm[:n_val], perm[n_val:]
-    return (DeviceData(data.images[train], data.labels[train]),
-            DeviceData(data.images[val], data.labels[val]))
+    return data.part(train), data.part(val)
 
 
 def lr_at(train_cfg: Mapping, epoch: int, step: int, steps_per_epoch: int) -> float:
@@ -102,10 +108,13 @@ def lr_at(train_cfg: Mapping, epoch: int, step: int, steps_per_epoch: int) -> fl
     """
     sched = train_cfg["lr_schedule"]
     if sched["kind"] == "step":
-        factor = sched["gamma"] ** (epoch // sched["step_epochs"])
+        # the official Torch scripts' rule: before training (1-based) epoch e, the rate is multiplied
+        # when e % step_epochs == 0 (step 25: the 25th epoch is the first at half the rate), or
+        # when e is a milestone
+        factor = sched["gamma"] ** ((epoch + 1) // sched["step_epochs"])
     elif sched["kind"] == "multistep":
         factors = sched["factors"] or [sched["gamma"]] * len(sched["milestones"])
-        factor = math.prod(f for m, f in zip(sched["milestones"], factors) if epoch >= m)
+        factor = math.prod(f for m, f in zip(sched["milestones"], factors) if epoch + 1 >= m)
     else:
         factor = 1.0
     warmup_steps = sched["warmup_epochs"] * steps_per_epoch
@@ -182,13 +191,14 @@ def apply_warm_start(model: torch.nn.Module, state: Mapping[str, torch.Tensor]) 
 
 
 def train_batch(model, optimizer, data: "DeviceData", idx: torch.Tensor, gen: torch.Generator,
-                augment: Mapping, channels_last: bool, amp_dtype, world: World = SINGLE):
+                augment: Mapping, channels_last: bool, amp_dtype, world: World = SINGLE,
+                scaler: torch.amp.GradScaler | None = None):
     """Gather, augment (on the device, per image) and train on the batch `idx` of `data`.
 
     Under several processes every one draws the augmentation of the whole global batch from the
     same generator (so the generators stay equal and each image is augmented as in a
     single-process run) and trains on its own part; the returned loss and count are its part's."""
-    x = augment_batch(data.images[idx], gen, augment["flip"], augment["crop_padding"])
+    x = augment_batch(data.batch(idx), gen, augment["flip"], augment["crop_padding"])
     y = data.labels[idx]
     loss_weight = None
     if world.distributed:
@@ -199,18 +209,26 @@ def train_batch(model, optimizer, data: "DeviceData", idx: torch.Tensor, gen: to
         loss_weight = y.shape[0] * world.size / idx.shape[0]
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    return train_step(model, optimizer, x, y, amp_dtype, loss_weight)
+    return train_step(model, optimizer, x, y, amp_dtype, loss_weight, scaler)
 
 
-def train_step(model, optimizer, x, y, amp_dtype, loss_weight: float | None = None):
+def train_step(model, optimizer, x, y, amp_dtype, loss_weight: float | None = None,
+               scaler: torch.amp.GradScaler | None = None):
     """One SGD step; returns (mean loss, number correct) as device tensors (no host sync).
-    `loss_weight` scales the loss that is differentiated (not the returned one)."""
+    `loss_weight` scales the loss that is differentiated (not the returned one); `scaler` (fp16,
+    lpa.train.device.grad_scaler) scales it too and skips a step whose gradients overflowed."""
     with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
         logits, _ = model(x)
     loss = F.cross_entropy(logits.float(), y)
     optimizer.zero_grad(set_to_none=True)
-    (loss if loss_weight is None else loss * loss_weight).backward()
-    optimizer.step()
+    differentiated = loss if loss_weight is None else loss * loss_weight
+    if scaler is None:
+        differentiated.backward()
+        optimizer.step()
+    else:
+        scaler.scale(differentiated).backward()
+        scaler.step(optimizer)
+        scaler.update()
     return loss.detach(), (logits.detach().argmax(1) == y).sum()
 
 
@@ -219,6 +237,41 @@ class TrainResult:
     model: torch.nn.Module
     history: list[dict] = field(default_factory=list)
     resumed_from_epoch: int = 0
+
+
+@dataclass
+class TrainingState:
+    """One run between its set-up and its last epoch: what every epoch reads and advances.
+
+    `model` is the bare model (its state_dict is what checkpoints and model files hold);
+    `forward_model` is what the steps call (`model` under DDP and/or torch.compile, when asked).
+    `generator` draws the permutations and augmentations; the global RNG (seeded in set-up) the
+    initialisation and PyTorch's dropout masks. `checkpoint_key`: the hash a checkpoint must carry to
+    be resumed (config, data, shapes). `history`: one record per epoch done, restored ones included.
+    """
+    config: Mapping
+    world: World
+    model: torch.nn.Module
+    forward_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    train_data: DeviceData
+    val_data: DeviceData | None
+    generator: torch.Generator
+    amp_dtype: torch.dtype | None
+    clock: DropoutClock | None
+    steps_per_epoch: int
+    checkpoint_key: str
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    scaler: torch.amp.GradScaler | None = None  # fp16's loss scaler (lpa.train.device.grad_scaler)
+
+    @property
+    def train_cfg(self) -> Mapping:
+        return self.config["train"]
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_data.images.device
 
 
 def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoint_dir: Path | None = None,
@@ -237,9 +290,26 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     torchrun, the process group already joined): each trains on its part of every global batch;
     only rank 0 logs, prints and checkpoints; all return the same model.
     """
-    cfg = config["train"]
-    device = train_data.images.device
-    seed = config["seed"]
+    state = setup_training(config, train_data, num_classes, data_fingerprint, init_state, world)
+    resume(state, checkpoint_dir, on_epoch)
+    show_bar = world.is_main and (sys.stderr.isatty() if progress is None else progress)
+    for epoch in range(state.start_epoch, state.train_cfg["epochs"]):
+        record = train_epoch(state, epoch, show_bar)
+        record.update(validate(state, epoch))
+        state.history.append(record)
+        if world.is_main:  # the other processes train alongside rank 0 and write nothing
+            report_epoch(state, record, on_epoch)
+            save_epoch_checkpoint(state, epoch, checkpoint_dir)
+    return TrainResult(model=state.model, history=state.history, resumed_from_epoch=state.start_epoch)
+
+
+def setup_training(config: Mapping, train_data: DeviceData, num_classes: int, data_fingerprint: str = "",
+                   init_state: Mapping[str, torch.Tensor] | None = None, world: World = SINGLE) -> TrainingState:
+    """`config`'s run ready for its first epoch: the seeded global RNG and generator, the training
+    subset and the held-out validation part of `train_data`, the model (warm-started from
+    `init_state` if given, with its kernel swaps, wrapped for `world`), the optimizer and the number
+    of steps per epoch. ConfigError when the data is less than one batch."""
+    cfg, seed, device = config["train"], config["seed"], train_data.images.device
     torch.manual_seed(seed)
     train_data = balanced_subset(train_data, cfg["max_images"])
     train_data, val_data = split_validation(train_data, cfg["val_fraction"], seed)
@@ -248,7 +318,7 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     if init_state is not None:
         apply_warm_start(model, init_state)
     if world.distributed and cfg["distributed"]["sync_batchnorm"]:
-        model = synchronise_batchnorm(model)
+        model = synchronise_batchnorm(model, device)
     compiled = cfg["compile"][device.type]
     amp_dtype = autocast_dtype(device, cfg["precision"])
     clock = counter_dropout(model, cfg["dropout_masks"], device, seed, compiled=compiled)
@@ -256,128 +326,172 @@ def train(config: Mapping, train_data: DeviceData, num_classes: int, *, checkpoi
     optimizer = build_optimizer(model, cfg, device)
     parallel_model = wrap(model, world, device)
     forward_model = torch.compile(parallel_model, mode=cfg["compile_mode"]) if compiled else parallel_model
-    channels_last = cfg["channels_last"]
-    gen = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    n = len(train_data)
+    key = config_hash({"config": _without_process_count(config), "data": data_fingerprint, "train_images": n,
+                       "num_classes": num_classes, "input_size": input_size})
+    return TrainingState(config, world, model, forward_model, optimizer, train_data, val_data, generator, amp_dtype,
+                         clock, epoch_steps(config, n, world), key, scaler=grad_scaler(amp_dtype, device))
 
-    n, bs = len(train_data), cfg["batch_size"]
+
+def epoch_steps(config: Mapping, n: int, world: World) -> int:
+    """Optimizer steps in one epoch of `n` training images; ConfigError when that is none."""
+    cfg = config["train"]
+    bs = cfg["batch_size"]
     # a last batch of one image per process would break BatchNorm in training mode: drop it as
     # drop_last would (one process: a last batch of 1 image; two: of 1..3 images; ...)
-    steps_per_epoch = n // bs if cfg["drop_last"] or 0 < n % bs < 2 * world.size else math.ceil(n / bs)
-    if steps_per_epoch == 0:
+    steps = n // bs if cfg["drop_last"] or 0 < n % bs < 2 * world.size else math.ceil(n / bs)
+    if steps == 0:
         raise ConfigError(f"run {config['run']}: {n} training images is fewer than one batch of {bs} "
-                         "with train.drop_last=true; lower train.batch_size")
+                          "with train.drop_last=true; lower train.batch_size")
+    return steps
 
-    chash = config_hash({"config": _without_process_count(config), "data": data_fingerprint, "train_images": n,
-                         "num_classes": num_classes, "input_size": input_size})
-    history: list[dict] = []
-    start_epoch = 0
+
+def resume(state: TrainingState, checkpoint_dir: Path | None,
+           on_epoch: Callable[[dict], None] | None = None) -> None:
+    """Restore `state` from the checkpoint in `checkpoint_dir` if one carries its checkpoint_key
+    (else leave it at epoch 0): weights, optimizer, generator, global RNGs, history, start_epoch.
+    Rank 0 says so and replays the restored records to `on_epoch`. ConfigError when the checkpoint
+    was made by another number of processes."""
+    world, run = state.world, state.config["run"]
     # rank 0 reads the checkpoint (it alone writes them: on several machines only its disk has it)
-    state = broadcast_from_main(load_checkpoint(checkpoint_dir, chash) if world.is_main else None, world)
-    if state is not None and state.get("world_size", 1) != world.size:
+    saved = broadcast_from_main(load_checkpoint(checkpoint_dir, state.checkpoint_key, state.device.type) if world.is_main else None,
+                                world)
+    if saved is None:
+        return
+    made_by = saved.get("world_size", 1)
+    if made_by != world.size:
         raise ConfigError(
-            f"{config['run']}: the checkpoint in {checkpoint_dir} was made by {state.get('world_size', 1)} "
-            f"training process(es), this run has {world.size}; resume it with {state.get('world_size', 1)} "
+            f"{run}: the checkpoint in {checkpoint_dir} was made by {made_by} "
+            f"training process(es), this run has {world.size}; resume it with {made_by} "
             f"(train.distributed.processes, or torchrun's processes) or delete {checkpoint_dir} to start over")
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        history, start_epoch = state["history"], state["epoch"]
-        if world.is_main:
-            print(f"{config['run']}: resuming from the checkpoint after epoch {start_epoch}")
-            for record in history:
-                if on_epoch:
-                    on_epoch(record)
+    state.model.load_state_dict(saved["model"])
+    state.optimizer.load_state_dict(saved["optimizer"])
+    state.generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    if state.device.type == "cuda" and saved.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"])
+    if state.scaler is not None and saved.get("scaler"):
+        state.scaler.load_state_dict(saved["scaler"])
+    state.history, state.start_epoch = saved["history"], saved["epoch"]
+    if world.is_main:
+        print(f"{run}: resuming from the checkpoint after epoch {state.start_epoch}")
+        if on_epoch:
+            for record in state.history:
+                on_epoch(record)
 
-    show_bar = world.is_main and (sys.stderr.isatty() if progress is None else progress)
+
+def train_epoch(state: TrainingState, epoch: int, show_bar: bool) -> dict:
+    """Train epoch `epoch` (0-based) of `state` and return its record: epoch (1-based), steps,
+    train_loss, train_top1_error, lr, images_per_s, seconds (over every process's images).
+    NonFiniteLossError when a step's loss was not finite."""
+    cfg, world, device, steps = state.train_cfg, state.world, state.device, state.steps_per_epoch
+    bs, optimizer = cfg["batch_size"], state.optimizer
+    if world.distributed:
+        torch.manual_seed(dropout_seed(state.config["seed"], world, epoch))
+    state.forward_model.train()
+    t0 = time.perf_counter()
+    perm = torch.randperm(len(state.train_data), device=device, generator=state.generator)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.int64)
+    first_bad = torch.full((), -1, device=device, dtype=torch.int64)
+    step_ids = torch.arange(steps, device=device)  # indexing it needs no host->device copy
     # host syncs: every SYNC_EVERY steps to refresh the bar, else only at the end of the epoch;
     # several processes meet (all_reduce) only at the end of an epoch
-    sync_every = SYNC_EVERY if show_bar else steps_per_epoch
-    for epoch in range(start_epoch, cfg["epochs"]):
-        if world.distributed:
-            torch.manual_seed(dropout_seed(seed, world, epoch))
-        forward_model.train()
-        t0 = time.perf_counter()
-        perm = torch.randperm(n, device=device, generator=gen)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        first_bad = torch.full((), -1, device=device, dtype=torch.int64)
-        step_ids = torch.arange(steps_per_epoch, device=device)  # indexing it needs no host->device copy
-        seen = 0
-        bar = tqdm(range(steps_per_epoch), desc=f"{config['run']} epoch {epoch + 1}/{cfg['epochs']}",
-                   disable=not show_bar, leave=False, unit="step")
-        for b in bar:
-            idx = perm[b * bs:(b + 1) * bs]
-            step = epoch * steps_per_epoch + b
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, epoch, step, steps_per_epoch)
-            part = local_part(idx.shape[0], world)  # this process's images (all of them when alone)
-            if clock is not None:  # the masks of this step, for these images of the global batch
-                clock.step, clock.first_image = step, part.start
-            loss, n_correct = train_batch(forward_model, optimizer, train_data, idx, gen, cfg["augment"],
-                                          channels_last, amp_dtype, world)
-            # remember the first bad step on the device; read it only at sync points
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step_ids[b], first_bad)
-            loss_sum += loss * (part.stop - part.start)
-            correct += n_correct
-            seen += idx.shape[0]
-            if b + 1 == steps_per_epoch and world.distributed:  # every process's part, on every process
-                first_bad = all_max(first_bad, world)
-                loss_sum, correct = all_sum(loss_sum, world), all_sum(correct, world)
-            if (b + 1) % sync_every == 0 or b + 1 == steps_per_epoch:
-                # several processes decide together, on the summed values, at the end of the epoch
-                bad = int(first_bad) if b + 1 == steps_per_epoch or not world.distributed else -1
-                if bad >= 0:
-                    raise NonFiniteLossError(
-                        f"{config['run']}: loss became non-finite at epoch {epoch + 1}, step {bad + 1}; "
-                        f"check the learning rate (train.lr={cfg['lr']}), the preprocessed inputs "
-                        f"(data/processed/{config['dataset']}) and train.precision")
-                if show_bar:
-                    elapsed = time.perf_counter() - t0
-                    bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{100 * int(correct) / seen:.2f}%",
-                                    img_s=f"{seen / elapsed:.0f}")
-        bar.close()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        record = {
-            "epoch": epoch + 1,
-            "steps": steps_per_epoch,
-            "train_loss": float(loss_sum) / seen,
-            "train_top1_error": 100.0 * (1 - int(correct) / seen),
-            "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": seen / seconds,
-            "seconds": seconds,
-        }
-        if val_data is not None and cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0
-                                                           or epoch + 1 == cfg["epochs"]) and world.is_main:
-            # rank 0 alone, on the bare model (no DDP collectives); BatchNorm in eval mode needs no peers
-            logits = predict(model if world.distributed else forward_model, val_data.images,
-                             cfg["eval_batch_size"], amp_dtype, channels_last)
-            record["val_top1_error"] = 100.0 * float((logits.argmax(1) != val_data.labels.cpu()).float().mean())
-        history.append(record)
-        if not world.is_main:
-            continue
-        print(f"{config['run']} epoch {record['epoch']}/{cfg['epochs']}: loss {record['train_loss']:.4f} "
-              f"train error {record['train_top1_error']:.2f}% lr {record['lr']:.4g} "
-              f"{record['images_per_s']:.0f} img/s"
-              + (f" val error {record['val_top1_error']:.2f}%" if "val_top1_error" in record else ""),
-              flush=True)
-        if on_epoch:
-            on_epoch(record)
-        every = cfg["checkpoint_every"]
-        if checkpoint_dir is not None and every and (epoch + 1) % every == 0 and epoch + 1 < cfg["epochs"]:
-            save_checkpoint(checkpoint_dir, {
-                "config_hash": chash, "epoch": epoch + 1, "history": history,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                "world_size": world.size,
-            })
-    return TrainResult(model=model, history=history, resumed_from_epoch=start_epoch)
+    sync_every = SYNC_EVERY if show_bar else steps
+    seen = 0
+    bar = tqdm(range(steps), desc=f"{state.config['run']} epoch {epoch + 1}/{cfg['epochs']}",
+               disable=not show_bar, leave=False, unit="step")
+    for b in bar:
+        idx = perm[b * bs:(b + 1) * bs]
+        step = epoch * steps + b
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(cfg, epoch, step, steps)
+        part = local_part(idx.shape[0], world)  # this process's images (all of them when alone)
+        if state.clock is not None:  # the masks of this step, for these images of the global batch
+            state.clock.step, state.clock.first_image = step, part.start
+        loss, n_correct = train_batch(state.forward_model, optimizer, state.train_data, idx, state.generator,
+                                      cfg["augment"], cfg["channels_last"], state.amp_dtype, world, state.scaler)
+        # remember the first bad step on the device; read it only at sync points
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step_ids[b], first_bad)
+        loss_sum += loss * (part.stop - part.start)
+        correct += n_correct
+        seen += idx.shape[0]
+        last = b + 1 == steps
+        if last and world.distributed:  # every process's part, on every process
+            first_bad = all_max(first_bad, world)
+            loss_sum, correct = all_sum(loss_sum, world), all_sum(correct, world)
+        if (b + 1) % sync_every == 0 or last:
+            # several processes decide together, on the summed values, at the end of the epoch
+            bad = int(first_bad) if last or not world.distributed else -1
+            if bad >= 0:
+                raise non_finite_loss(state.config, epoch, bad)
+            if show_bar:
+                elapsed = time.perf_counter() - t0
+                bar.set_postfix(loss=f"{float(loss_sum) / seen:.4f}", acc=f"{100 * int(correct) / seen:.2f}%",
+                                img_s=f"{seen / elapsed:.0f}")
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return {
+        "epoch": epoch + 1,
+        "steps": steps,
+        "train_loss": float(loss_sum) / seen,
+        "train_top1_error": 100.0 * (1 - int(correct) / seen),
+        "lr": optimizer.param_groups[0]["lr"],
+        "images_per_s": seen / seconds,
+        "seconds": seconds,
+    }
+
+
+def non_finite_loss(config: Mapping, epoch: int, step: int) -> NonFiniteLossError:
+    """The one-line error for a non-finite loss at `step` (0-based, within the epoch) of `epoch`."""
+    cfg = config["train"]
+    return NonFiniteLossError(
+        f"{config['run']}: loss became non-finite at epoch {epoch + 1}, step {step + 1}; "
+        f"check the learning rate (train.lr={cfg['lr']}), the preprocessed inputs "
+        f"(data/processed/{config['dataset']}) and train.precision")
+
+
+def validate(state: TrainingState, epoch: int) -> dict:
+    """{"val_top1_error": %} of the held-out part after the epochs train.eval_every asks for (and
+    the last), on rank 0; {} otherwise."""
+    cfg, world = state.train_cfg, state.world
+    due = cfg["eval_every"] and ((epoch + 1) % cfg["eval_every"] == 0 or epoch + 1 == cfg["epochs"])
+    if state.val_data is None or not due or not world.is_main:
+        return {}
+    # rank 0 alone, on the bare model (no DDP collectives); BatchNorm in eval mode needs no peers
+    logits = predict(state.model if world.distributed else state.forward_model, state.val_data.split_images(),
+                     cfg["eval_batch_size"], state.amp_dtype, cfg["channels_last"])
+    return {"val_top1_error": 100.0 * float((logits.argmax(1) != state.val_data.labels.cpu()).float().mean())}
+
+
+def report_epoch(state: TrainingState, record: dict, on_epoch: Callable[[dict], None] | None) -> None:
+    """Print an epoch's one line and hand its `record` to `on_epoch` (rank 0's job)."""
+    print(f"{state.config['run']} epoch {record['epoch']}/{state.train_cfg['epochs']}: "
+          f"loss {record['train_loss']:.4f} train error {record['train_top1_error']:.2f}% lr {record['lr']:.4g} "
+          f"{record['images_per_s']:.0f} img/s"
+          + (f" val error {record['val_top1_error']:.2f}%" if "val_top1_error" in record else ""),
+          flush=True)
+    if on_epoch:
+        on_epoch(record)
+
+
+def save_epoch_checkpoint(state: TrainingState, epoch: int, checkpoint_dir: Path | None) -> None:
+    """After epoch `epoch` (0-based), every train.checkpoint_every epochs but the last, write what
+    `resume` restores to `checkpoint_dir` (rank 0's job; none without a directory)."""
+    every, epochs = state.train_cfg["checkpoint_every"], state.train_cfg["epochs"]
+    if checkpoint_dir is None or not every or (epoch + 1) % every != 0 or epoch + 1 >= epochs:
+        return
+    save_checkpoint(checkpoint_dir, {
+        "config_hash": state.checkpoint_key, "epoch": epoch + 1, "history": state.history,
+        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "generator": state.generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state() if state.device.type == "cuda" else None,
+        "world_size": state.world.size, "device_type": state.device.type,
+        "scaler": state.scaler.state_dict() if state.scaler is not None else None,
+    })
 
 
 def _without_process_count(config: Mapping) -> dict:
@@ -405,7 +519,8 @@ def predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int, amp_d
     model.eval()
     logits, maps = [], []
     for i in range(0, images.shape[0], batch_size):
-        out, level_maps = forward(model, images[i:i + batch_size], amp_dtype, channels_last)
+        # a batch at a time to float32: `images` may be the float16 arrays (DeviceData)
+        out, level_maps = forward(model, images[i:i + batch_size].float(), amp_dtype, channels_last)
         logits.append(out.float().cpu())
         if with_maps:
             maps.append([m.float().cpu() for m in level_maps])

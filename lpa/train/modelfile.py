@@ -18,7 +18,8 @@ from lpa.train.checkpoint import TORCH_LOAD_ERRORS, load_error_reason
 from lpa.data.arrays import read_meta
 from lpa.data.conversion import ImageConversion, conversion_for
 from lpa.data.transforms import Transform, load_transform
-from lpa.train.engine import autocast_dtype, build_for_training, predict
+from lpa.train.device import autocast_dtype
+from lpa.train.engine import build_for_training, predict
 from lpa.errors import DamagedFileError
 from lpa.files import write_bytes
 
@@ -43,17 +44,21 @@ def save_model(path: Path, model: torch.nn.Module, config: dict, num_classes: in
     torch.save({"format": FORMAT, "config": config, "num_classes": num_classes, "classes": classes,
                 "input_size": input_size, "preprocessing": preprocessing, "state_dict": model.state_dict()},
                buffer)
-    write_bytes(path, buffer.getbuffer())
+    write_bytes(path, buffer.getbuffer(), "model file")
 
 
 def model_preprocessing(saved: Mapping, path: Path) -> tuple[ImageConversion, Transform]:
     """The conversion and fitted transform a read model file carries (checked by read_model_file)."""
     record = saved["preprocessing"]
     return (ImageConversion.from_dict(record["conversion"]),
-            Transform.from_bytes(record["transform"], f"{path} (its preprocessing transform)", _redo(path, saved)))
+            Transform.from_bytes(record["transform"], f"{path} (its preprocessing transform)",
+                                 retrain_advice(path, saved)))
 
 
-def _redo(path: Path, saved: object = None) -> str:
+def retrain_advice(path: Path, saved: object = None) -> str:
+    """What to do about the damaged model file `path` (the end of an error message): re-run the
+    train stage of its trial, named by its own record `saved` when that is readable, else by its
+    directory (models/SUITE/TRIAL/model.pt)."""
     config = saved.get("config") if isinstance(saved, Mapping) else None
     trial = config.get("trial") if isinstance(config, Mapping) else None
     trial = trial if isinstance(trial, str) and trial else path.parent.name
@@ -103,17 +108,17 @@ def read_model_file(path: Path) -> dict:
         saved = torch.load(path, map_location="cpu", weights_only=False)
     except TORCH_LOAD_ERRORS as err:
         raise DamagedFileError(f"{path} is not a readable model file (truncated or overwritten: "
-                               f"{load_error_reason(err)}); {_redo(path)}") from None
+                               f"{load_error_reason(err)}); {retrain_advice(path)}") from None
     if not isinstance(saved, Mapping) or "state_dict" not in saved:
         what = f"a {type(saved).__name__}" + (f" with keys {', '.join(map(str, list(saved)[:6]))}"
                                               if isinstance(saved, Mapping) else "")
-        raise DamagedFileError(f"{path} is not an lpa model file (it holds {what}); {_redo(path)}")
+        raise DamagedFileError(f"{path} is not an lpa model file (it holds {what}); {retrain_advice(path)}")
     if saved.get("format") != FORMAT:
         raise DamagedFileError(f"{path} is a model file of an older lpa format ({saved.get('format', 'unversioned')}, "
-                               f"this lpa reads {FORMAT}); {_redo(path, saved)}")
+                               f"this lpa reads {FORMAT}); {retrain_advice(path, saved)}")
     problem = _record_problem(saved)
     if problem:
-        raise DamagedFileError(f"{path} {problem}; {_redo(path, saved)}")
+        raise DamagedFileError(f"{path} {problem}; {retrain_advice(path, saved)}")
     return dict(saved)
 
 
@@ -125,12 +130,13 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict]
         model = build_for_training(saved["config"], saved["num_classes"], saved["input_size"], device)
     except ValueError as err:  # build_model rejects an unknown model or option (ConfigError is one too)
         raise DamagedFileError(f"{path}: its config does not build a model ({load_error_reason(err)}); "
-                               f"{_redo(path, saved)}") from None
+                               f"{retrain_advice(path, saved)}") from None
     try:
         model.load_state_dict(saved["state_dict"])
     except (RuntimeError, KeyError, TypeError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise DamagedFileError(f"{path}: its weights do not fit its own config ({first}); {_redo(path, saved)}") from None
+        raise DamagedFileError(f"{path}: its weights do not fit its own config ({first}); "
+                               f"{retrain_advice(path, saved)}") from None
     return model, saved
 
 

@@ -9,7 +9,7 @@ import yaml
 from lpa.config.run import check_params, resolve_run, resolve_trial
 from lpa.errors import ConfigError, UndeclaredParamError
 from lpa.config.params import compose_params_yaml, declared_param_keys, stage_params
-from tests.conftest import REPO, sh
+from tests.helpers.run import REPO, sh
 
 
 def test_committed_params_yaml_is_the_default_composition():
@@ -76,7 +76,7 @@ def test_attention_section_reaches_attention_models_only(quick_params):
     (("train", "lr_schedule", "kind"), "cosine", "one of step, multistep, constant"),
     (("train", "epochs"), 0, "an integer >= 1"),
     (("train", "epochs"), True, "an integer >= 1"),
-    (("train", "precision", "cpu"), "fp16", "one of fp32, bf16"),
+    (("train", "precision", "cpu"), "auto", "one of fp32, bf16, fp16"),  # auto: CUDA's alone
     (("attention", "compat"), "cosine", "pc"),
     (("model", "width"), -1, "width"),
 ])
@@ -88,6 +88,24 @@ def test_bad_values_list_what_is_allowed(quick_params, path, value, message):
     node[path[-1]] = value
     with pytest.raises(ConfigError, match=message):
         resolve_run(params, "digits-vgg-att2")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"nesterov": True, "momentum": 0.9, "dampening": 0.5},
+     "run digits-vgg: train.nesterov=true needs train.momentum > 0 and train.dampening=0 "
+     "(got momentum=0.9, dampening=0.5)"),
+    ({"lr_schedule": {"kind": "multistep", "milestones": [2, 4], "factors": [0.5]}},
+     "run digits-vgg: train.lr_schedule.factors has 1 factors for 2 milestones; give one per milestone, "
+     "or [] for gamma at each"),
+    ({"max_images": 1}, "run digits-vgg: train.max_images=1 is too few; use 0 (all) or >= 2"),
+])
+def test_train_settings_that_contradict_each_other_name_the_run(quick_params, overrides, message):
+    """lpa.config.train_options.check_train_section, on a run's merged section."""
+    params = copy.deepcopy(quick_params)
+    params["runs"]["digits-vgg"]["train"] = overrides
+    with pytest.raises(ConfigError) as err:
+        resolve_run(params, "digits-vgg")
+    assert str(err.value) == message
 
 
 def test_bad_run_definitions(quick_params):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,14 +15,7 @@ from tests.helpers.archives import UNREACHABLE
 from lpa.data import sources
 from lpa.config.params import compose_params_yaml
 from stages import download
-from tests.conftest import REPO, repo_snapshot, run_dvc, run_stage_in_process
-
-
-def run_module(args, cwd, timeout=120):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("LPA_TRACEBACK", None)
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+from tests.helpers.run import REPO, repo_snapshot, run_dvc, run_module, run_stage_in_process
 
 
 def stage_workdir(tmp_path: Path, edit=None) -> Path:
@@ -58,7 +50,7 @@ def test_stage_rejects_an_unknown_dataset_in_one_line(tmp_path):
     result = run_module(["stages.download", "imagenet"], work)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: unknown dataset 'imagenet'; allowed: cifar10, cifar100, svhn, digits, imagefolder, cub200, pasted_digits"
+        "error: unknown dataset 'imagenet'; allowed: cifar10, cifar100, svhn, digits, imagefolder, cub200, pasted_digits, caltech101"
     ]
 
 

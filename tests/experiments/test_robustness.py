@@ -21,15 +21,17 @@ from torch import nn
 
 from lpa.config.run import resolve_run
 from lpa.data.arrays import read_meta, read_split
-from lpa.data.pipeline import extract_dataset, preprocess_dataset
 from lpa.data.transforms import Transform, fit_transform, load_transform
-from lpa.train.engine import DeviceData, autocast_dtype, predict, train
+from lpa.train.device import autocast_dtype
+from lpa.train.engine import DeviceData, predict, train
 from lpa.errors import ConfigError, DamagedFileError
 from lpa.config.experiment_options import check_robustness, epsilon_key
-from lpa.train.modelfile import preprocessing_record, save_model
+from lpa.train.modelfile import preprocessing_record
 from lpa.models import build_model
 from lpa.experiments.pixel_transform import PixelTransform
 from lpa.experiments.robustness import attack_subset, fgsm_direction, fgsm_errors, fgsm_images, robustness_csv, robustness_run
+from tests.helpers.models import numbered_classes, save_model_file
+from tests.helpers.params import shrunk_params
 
 CPU = torch.device("cpu")
 # the trained model: a quick-suite digits vgg-att2 at width 0.125 on a class-balanced subset
@@ -48,22 +50,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")
-def digits_root(tmp_path_factory):
-    """root/data/extracted/digits (uint8 32x32) and root/data/processed/digits (standardize)."""
-    root = tmp_path_factory.mktemp("robustness")
-    extracted, processed = root / "data/extracted/digits", root / "data/processed/digits"
-    extract_dataset("digits", {"image_size": 32}, extracted, root / "data/raw")
-    preprocess_dataset("digits", {"transform": "standardize"}, extracted, processed)
-    return root
-
-
-@pytest.fixture(scope="module")
 def trained(digits_root, quick_params):
-    """(model, config, transform): a digits vgg-att2 trained as the quick suite would, shrunk."""
-    params = copy.deepcopy(quick_params)
-    params["model"]["width"] = 0.125
-    params["train"].update(TRAIN)
-    config = resolve_run(params, "digits-vgg-att2")
+    """(model, config, transform): a digits vgg-att2 trained as the quick suite would, shrunk
+    (digits_root: tests/conftest.py)."""
+    config = resolve_run(shrunk_params(quick_params, train=TRAIN), "digits-vgg-att2")
     images, labels = read_split(digits_root / "data/processed/digits", "train")
     data = DeviceData.from_arrays(images.astype(np.float32), labels, CPU)
     model = train(config, data, 10, progress=False).model.eval()
@@ -363,7 +353,8 @@ def robustness_files(trained, digits_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("rob")
     model_path = out / "models/quick/digits-vgg-att2-seed0/model.pt"
     processed = digits_root / "data/processed/digits"
-    save_model(model_path, model, config, 10, read_meta(processed)["classes"], 32, preprocessing_record(processed))
+    save_model_file(model_path, config, preprocessing_record(processed), model=model,
+                    classes=read_meta(processed)["classes"])
     settings = {"epsilons": [0.0, 2.0, 8.0, LARGEST_EPS], "images": 120, "subset_seed": 5, "batch_size": 50}
     record = robustness_run(model_path, digits_root / "data", out / "record", settings)
     return out / "record", record, settings
@@ -410,7 +401,7 @@ def test_robustness_run_refuses_a_model_of_other_data(trained, digits_root, tmp_
     model, config, _ = trained
     processed = digits_root / "data/processed/digits"
     path = tmp_path / "models/quick/x-seed0/model.pt"
-    save_model(path, model, config, 10, [f"c{k}" for k in range(10)], 32, preprocessing_record(processed))
+    save_model_file(path, config, preprocessing_record(processed), model=model, classes=numbered_classes(10))
     with pytest.raises(DamagedFileError) as err:
         robustness_run(path, digits_root / "data", tmp_path / "out",
                        {"epsilons": [0.0], "images": 10, "subset_seed": 0, "batch_size": 10})

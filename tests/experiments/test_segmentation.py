@@ -1,42 +1,43 @@
-"""lpa.experiments.segmentation (weakly supervised segmentation: maps -> masks -> Jaccard), the mask datasets it
-reads, the generated pasted_digits dataset, and the segment stage's one-line error.
+"""lpa.experiments.segmentation (weakly supervised segmentation: maps -> masks -> Jaccard), the generated
+pasted_digits dataset, and the segment stage's one-line error. The mask datasets' reader is
+tests/data/test_masks.py's.
 
-Small by design: hand-made arrays for the map arithmetic, tmp folders of a few images for the
-readers, a pasted_digits extract with a 5% test split (90 images) and untrained width-0.125
-models for the end-to-end run.
+Small by design: hand-made arrays for the map arithmetic, a pasted_digits extract with a 5% test
+split (90 images), tmp folders of a few pictures and untrained width-0.125 models for the
+end-to-end run.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
 
 from lpa.config.run import resolve_run
 from lpa.data.arrays import MASKS_FILE
 from lpa.errors import DatasetFormatError
 from lpa.data.pasted_digits import load_pasted_digits, paste_digits
 from lpa.data.pipeline import extract_dataset, preprocess_dataset
-from lpa.train.engine import build_for_training
 from lpa.errors import ConfigError
 from lpa.layout import model_file
-from lpa.train.modelfile import preprocessing_record, save_model
+from lpa.train.modelfile import preprocessing_record
 from lpa.config.params import compose_params_yaml
-from lpa.experiments.segmentation import (binarise, centre_prior, combine_levels, jaccard, normalise, otsu_threshold,
-                              read_mask_dataset, segmentation_run)
-from tests.conftest import REPO
+from lpa.data.masks import MaskedImage, read_mask_dataset
+from lpa.experiments.segmentation import (FIRST_IMAGES_FILE, THUMBNAIL_SIDE, binarise, centre_prior, combine_levels,
+                                          jaccard, otsu_threshold, rescale_to_unit, save_first_images,
+                                          segmentation_run)
+from tests.helpers.run import REPO
+from tests.helpers.checks import one_line
+from tests.helpers.masks import N_TEST, PASTED, rgb, save_image, save_mask
+from tests.helpers.models import save_model_file
+from tests.helpers.params import shrunk_params
 
-PASTED = {"image_size": 32, "digit_size": 16, "test_fraction": 0.05, "split_seed": 0, "seed": 0}
-N_TEST = 90  # 5% of the 1,797 digits, stratified
 SETTINGS = {"combine": "mean", "threshold": "otsu", "threshold_value": 0.5, "centre_sigma": 0.25,
             "figure_images": 1}
 
@@ -92,8 +93,8 @@ def test_otsu_on_an_unbalanced_bimodal_map():
 
 
 def test_a_constant_map_binarises_to_nothing():
-    # every map is min-max normalised before thresholding: a constant one becomes all zeros
-    flat = normalise(np.full((6, 6), 0.7))
+    # every map is min-max rescaled to [0, 1] before thresholding: a constant one becomes all zeros
+    flat = rescale_to_unit(np.full((6, 6), 0.7))
     np.testing.assert_array_equal(flat, np.zeros((6, 6)))
     assert not binarise(flat, "otsu", 0.5).any()
     assert not binarise(flat, "fixed", 0.5).any()
@@ -187,63 +188,7 @@ def test_centre_prior_sigma_is_a_share_of_the_shorter_side():
     assert b[10, 15] and not b[0, 0] and 0 < b.mean() < 0.6
 
 
-# ----------------------------------------------------------------------------- mask datasets
-
-def save_image(path: Path, rgb: np.ndarray, fmt: str | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(path, fmt)
-
-
-def save_mask(path: Path, mask: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(mask, dtype=np.uint8)).save(path)
-
-
-def grey_mask(h, w, seed) -> np.ndarray:
-    """Grey values around the MASK_LEVEL (128): 127 is background, 128 is object."""
-    rng = np.random.default_rng(seed)
-    return rng.choice(np.array([0, 127, 128, 255], dtype=np.uint8), size=(h, w))
-
-
-def rgb(h, w, seed) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
-
-
-def test_object_discovery_layout(tmp_path):
-    root = tmp_path / "Data"
-    masks = {}
-    for folder, stems, (h, w) in (("Airplane100", ["b2", "a1"], (20, 24)), ("Car100", ["c1"], (18, 30))):
-        for k, stem in enumerate(stems):
-            save_image(root / folder / f"{stem}.jpg", rgb(h, w, k))
-            masks[stem] = grey_mask(h, w, k + 10)
-            save_mask(root / folder / "GroundTruth" / f"{stem}.png", masks[stem])
-    (root / "Airplane100" / "notes.txt").write_text("not an image")
-    save_image(root / "Airplane100" / ".hidden.jpg", rgb(20, 24, 9))
-    items = read_mask_dataset(root)
-    assert [(it.group, it.name) for it in items] == [("airplane", "a1"), ("airplane", "b2"), ("car", "c1")]
-    for it in items:
-        h, w = masks[it.name].shape
-        assert it.image.shape == (h, w, 3) and it.image.dtype == np.uint8
-        assert it.mask.dtype == bool
-        np.testing.assert_array_equal(it.mask, masks[it.name] >= 128)
-
-
-def test_generic_layout(tmp_path):
-    root = tmp_path / "generic"
-    expected = {}
-    for group, stems in (("dogs", ["x"]), ("cats", ["p", "q"])):
-        for k, stem in enumerate(stems):
-            image = rgb(12, 16, k)
-            save_image(root / group / "images" / f"{stem}.png", image)
-            expected[group, stem] = (image, grey_mask(12, 16, k))
-            save_mask(root / group / "masks" / f"{stem}.png", expected[group, stem][1])
-    items = read_mask_dataset(root)
-    assert [(it.group, it.name) for it in items] == [("cats", "p"), ("cats", "q"), ("dogs", "x")]
-    for it in items:
-        image, mask = expected[it.group, it.name]
-        np.testing.assert_array_equal(it.image, image)     # PNG: lossless
-        np.testing.assert_array_equal(it.mask, mask >= 128)
-
+# ----------------------------------------------------------------------------- pasted_digits
 
 @pytest.fixture(scope="module")
 def pasted(tmp_path_factory) -> dict:
@@ -254,132 +199,6 @@ def pasted(tmp_path_factory) -> dict:
     preprocess_dataset("pasted_digits", {"transform": "standardize"}, ext, proc)
     return {"root": root, "extracted": ext, "processed": proc, "meta": meta}
 
-
-def test_an_extracted_lpa_dataset(pasted):
-    ext = pasted["extracted"]
-    images, labels, masks = (np.load(ext / f) for f in ("test_images.npy", "test_labels.npy", MASKS_FILE))
-    items = read_mask_dataset(ext)
-    assert len(items) == N_TEST == images.shape[0]
-    order = np.argsort(labels, kind="stable")
-    assert [it.group for it in items] == [str(d) for d in labels[order]]
-    assert [it.name for it in items] == [f"test{i:05d}" for i in order]
-    for it, i in zip(items, order):
-        np.testing.assert_array_equal(it.image, images[i].transpose(1, 2, 0))
-        np.testing.assert_array_equal(it.mask, masks[i])
-        assert it.image.shape == (32, 32, 3) and it.mask.dtype == bool
-
-
-def one_line(err: pytest.ExceptionInfo) -> str:
-    msg = str(err.value)
-    assert "\n" not in msg
-    return msg
-
-
-def test_image_without_a_mask(tmp_path):
-    root = tmp_path / "generic"
-    for stem in ("a", "b"):
-        save_image(root / "cats" / "images" / f"{stem}.png", rgb(8, 8, 0))
-    save_mask(root / "cats" / "masks" / "a.png", grey_mask(8, 8, 0))
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(root)
-    msg = one_line(err)
-    assert f"image {root / 'cats/images/b.png'} has no mask {root / 'cats/masks/b.png'}" in msg
-
-
-def test_object_discovery_image_without_ground_truth(tmp_path):
-    root = tmp_path / "Data"
-    save_image(root / "Horse100" / "h1.jpg", rgb(8, 8, 0))
-    (root / "Horse100" / "GroundTruth").mkdir()
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(root)
-    assert str(root / "Horse100" / "h1.jpg") in one_line(err)
-
-
-def test_mask_of_another_size(tmp_path):
-    root = tmp_path / "generic"
-    save_image(root / "cats" / "images" / "a.png", rgb(8, 10, 0))
-    save_mask(root / "cats" / "masks" / "a.png", grey_mask(8, 8, 0))
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(root)
-    msg = one_line(err)
-    assert f"mask {root / 'cats/masks/a.png'} is 8x8 but its image {root / 'cats/images/a.png'} is 10x8" in msg
-
-
-def test_missing_root(tmp_path):
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(tmp_path / "nowhere")
-    msg = one_line(err)
-    assert f"segmentation dataset {tmp_path / 'nowhere'} does not exist" in msg and "NAME=ROOT" in msg
-
-
-def test_root_without_mask_folders(tmp_path):
-    (tmp_path / "Data" / "loose").mkdir(parents=True)
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(tmp_path / "Data")
-    assert str(tmp_path / "Data") in one_line(err)
-
-
-def test_lpa_dataset_without_masks(tmp_path):
-    ext = tmp_path / "data/extracted/digits"
-    extract_dataset("digits", {"image_size": 8}, ext, tmp_path / "data/raw")
-    assert not (ext / MASKS_FILE).exists()
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(ext)
-    msg = one_line(err)
-    assert f"{ext} is an lpa dataset without object masks ({MASKS_FILE})" in msg
-
-
-def test_lpa_dataset_with_masks_of_the_wrong_shape(tmp_path, pasted):
-    ext = tmp_path / "pasted_digits"
-    shutil.copytree(pasted["extracted"], ext)
-    np.save(ext / MASKS_FILE, np.zeros((N_TEST, 16, 16), dtype=bool))
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(ext)
-    assert str(ext / MASKS_FILE) in one_line(err)
-
-
-@pytest.mark.parametrize("content", [b"", b"\x89PNG\r\n\x1a\n truncated", b"GIF89a not really"])
-def test_unreadable_image(tmp_path, content):
-    root = tmp_path / "generic"
-    path = root / "cats" / "images" / "a.png"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(content)
-    save_mask(root / "cats" / "masks" / "a.png", grey_mask(8, 8, 0))
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(root)
-    msg = one_line(err)
-    assert msg.startswith(f"cannot read image {path} (")
-
-
-def test_unreadable_mask(tmp_path):
-    root = tmp_path / "generic"
-    save_image(root / "cats" / "images" / "a.png", rgb(8, 8, 0))
-    path = root / "cats" / "masks" / "a.png"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"not a png")
-    with pytest.raises(DatasetFormatError) as err:
-        read_mask_dataset(root)
-    assert one_line(err).startswith(f"cannot read mask {path} (")
-
-
-@pytest.mark.parametrize("orientation", [3, 6])
-def test_a_jpeg_with_an_exif_orientation_keeps_its_mask_aligned(tmp_path, orientation):
-    root = tmp_path / "Data"
-    image = np.zeros((20, 30, 3), dtype=np.uint8)
-    image[:8, :8] = 255                               # a bright object in the stored pixels' top-left corner
-    mask = np.zeros((20, 30), dtype=np.uint8)
-    mask[:8, :8] = 255                                # its ground truth, drawn on the same stored pixels
-    exif = Image.Exif()
-    exif[0x0112] = orientation                        # EXIF Orientation: 3 = turned 180 degrees, 6 = 90
-    (root / "Horse100" / "GroundTruth").mkdir(parents=True)
-    Image.fromarray(image).save(root / "Horse100" / "h1.jpg", exif=exif.tobytes())
-    save_mask(root / "Horse100" / "GroundTruth" / "h1.png", mask)
-    (item,) = read_mask_dataset(root)                 # however the reader orients the pair, it must be one pair
-    assert item.image.shape[:2] == item.mask.shape
-    assert jaccard(item.image.mean(axis=2) > 128, item.mask) > 0.8
-
-
-# ----------------------------------------------------------------------------- pasted_digits
 
 @pytest.fixture(scope="module")
 def grey_digits() -> np.ndarray:
@@ -435,24 +254,20 @@ def test_paste_digits_rejects_a_digit_larger_than_the_canvas(grey_digits):
 # ----------------------------------------------------------------------------- segmentation_run
 
 def tiny_run_config(quick_params, run: str) -> dict:
-    params = copy.deepcopy(quick_params)
-    params["model"]["width"] = 0.125
-    params["train"]["eval_batch_size"] = 64
+    params = shrunk_params(quick_params, train={"eval_batch_size": 64})
     return {"trial": f"{run}-seed0", **resolve_run(params, run)}
 
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory, quick_params, pasted) -> dict:
     """Untrained width-0.125 model files (vgg-att2, vgg-gap, vgg) with pasted_digits' preprocessing."""
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # once: the three models are three draws of one seeded stream
     root = tmp_path_factory.mktemp("models")
     record = preprocessing_record(pasted["processed"])
     paths = {}
     for run in ("pasted-vgg-att2", "pasted-vgg-gap", "digits-vgg"):
         config = tiny_run_config(quick_params, run)
-        model = build_for_training(config, 10, 32, torch.device("cpu"))
-        paths[config["model"]["name"]] = path = root / config["trial"] / "model.pt"
-        save_model(path, model, config, 10, [str(d) for d in range(10)], 32, record)
+        paths[config["model"]["name"]] = save_model_file(root / config["trial"] / "model.pt", config, record)
     return paths
 
 
@@ -481,12 +296,32 @@ def test_segmentation_run_writes_its_record(runs, name):
         assert list(scores) == classes + ["mean"]
         assert all(0.0 <= v <= 1.0 for v in scores.values())
     figures = sorted(p.name for p in run["figures"].iterdir())
-    if name == "vgg-att2":   # figure_images=1: one figure per class
-        assert figures == [f"{c}.png" for c in classes]
-        for png in run["figures"].iterdir():
+    if name == "vgg-att2":   # figure_images=1: one figure per class, and the first image for the report's grid
+        assert figures == sorted([f"{c}.png" for c in classes] + [FIRST_IMAGES_FILE])
+        for png in run["figures"].glob("*.png"):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:                    # figure_images=0: the folder (a DVC output) exists, empty
         assert run["figures"].is_dir() and figures == []
+
+
+def test_first_images_for_the_reports_grid(runs, pasted):
+    # figure_images=1: the dataset's first image (fixed order), its mask and both thresholded maps
+    saved = np.load(runs["vgg-att2"]["figures"] / FIRST_IMAGES_FILE)
+    first = read_mask_dataset(pasted["extracted"])[0]
+    assert list(saved["names"]) == [first.name]
+    assert saved["image0"].dtype == np.uint8 and saved["image0"].shape == first.image.shape
+    np.testing.assert_array_equal(saved["mask0"], first.mask)
+    assert saved["binary0"].dtype == bool and saved["prior0"].shape == first.mask.shape
+    assert 0.0 <= float(saved["jaccard"][0]) <= 1.0
+
+
+def test_first_images_are_thumbnails(tmp_path):
+    big = MaskedImage("horse", "h1", np.full((300, 400, 3), 200, np.uint8), np.zeros((300, 400), bool))
+    binary = np.zeros((300, 400), bool)
+    binary[100:200, 100:300] = True
+    saved = np.load(save_first_images([big], [binary], [binary], [0.5], tmp_path / "first.npz"))
+    assert saved["image0"].shape == (96, THUMBNAIL_SIDE, 3) and saved["mask0"].shape == (96, THUMBNAIL_SIDE)
+    assert saved["binary0"].mean() == pytest.approx(binary.mean(), abs=0.02)
 
 
 def test_centre_prior_scores_are_the_models_floor_computed_once(runs, pasted):
@@ -543,7 +378,9 @@ def test_segmentation_run_on_pictures_of_other_sizes(tmp_path, model_files):
     assert all(0 <= v <= 1 for who in ("model", "centre_prior") for v in record["jaccard"][who].values())
     # the centre prior finds most of a centred square
     assert record["jaccard"]["centre_prior"]["mean"] > 0.3
-    assert sorted(p.name for p in (tmp_path / "od").iterdir()) == ["car.png", "horse.png"]
+    assert sorted(p.name for p in (tmp_path / "od").iterdir()) == ["car.png", FIRST_IMAGES_FILE, "horse.png"]
+    saved = np.load(tmp_path / "od" / FIRST_IMAGES_FILE)   # the first 2 images whatever their class and size
+    assert [saved[f"image{i}"].shape[:2] for i in range(2)] == [(40, 24), (24, 40)]
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -573,14 +410,3 @@ def test_segment_stage_with_a_missing_dataset_root_prints_one_line(tmp_path, mod
     assert not (work / "reports").exists()
 
 
-def test_object_discovery_reads_only_the_100_image_subsets_when_the_full_sets_are_there_too(tmp_path):
-    root = tmp_path / "Data"
-    image = np.zeros((12, 12, 3), dtype=np.uint8)
-    for folder in ("Airplane", "Airplane100"):        # Data/ holds both: the paper used the subsets
-        (root / folder / "GroundTruth").mkdir(parents=True)
-        Image.fromarray(image).save(root / folder / "a1.jpg")
-        save_mask(root / folder / "GroundTruth" / "a1.png", np.zeros((12, 12), dtype=np.uint8))
-    Image.fromarray(image).save(root / "Airplane" / "a2.jpg")
-    save_mask(root / "Airplane" / "GroundTruth" / "a2.png", np.zeros((12, 12), dtype=np.uint8))
-    items = read_mask_dataset(root)
-    assert [(it.group, it.name) for it in items] == [("airplane", "a1")]

@@ -26,13 +26,13 @@ from lpa.data.types import RawDataset
 from lpa.train.engine import build_for_training
 from lpa.errors import ConfigError
 from lpa.experiments.features import extract_features
-from lpa.train.modelfile import save_model
 from lpa.config.params import compose_params_yaml, load_resolvers
 from lpa.experiments.transfer import balanced_subset, convert_images, fit_linear_probe, transfer_run
-from tests.conftest import REPO
+from tests.helpers.models import preprocessing, save_model_file
+from tests.helpers.params import shrunk_params
+from tests.helpers.run import REPO
 
 CPU = torch.device("cpu")
-WIDTH = 0.125
 C_GRID = [0.01, 0.1, 1.0]
 
 
@@ -110,10 +110,7 @@ def test_balanced_subset_zero_or_too_large_takes_everything():
 # ----------------------------------------------------------------------------- extract_features
 
 def tiny_config(quick_params, run: str, **attention) -> dict:
-    params = copy.deepcopy(quick_params)
-    params["model"]["width"] = WIDTH
-    params["attention"].update(attention)
-    return resolve_run(params, run)
+    return resolve_run(shrunk_params(quick_params, attention=attention), run)
 
 
 @pytest.fixture(scope="module")
@@ -236,12 +233,9 @@ def source_model(tmp_path_factory, quick_params) -> Path:
     """An untrained tiny pasted-vgg-att2 model file (RGB 32 x 32 conversion, a fitted transform)."""
     torch.manual_seed(0)
     config = {"trial": "pasted-vgg-att2-seed0", **tiny_config(quick_params, "pasted-vgg-att2")}
-    model = build_for_training(config, 10, 32, CPU)
     transform = fit_transform(uint8_images(20, 32, seed=3), "standardize")
-    preprocessing = {"conversion": ImageConversion("rgb", 32).to_dict(), "transform": transform.to_bytes()}
-    path = tmp_path_factory.mktemp("models") / config["trial"] / "model.pt"
-    save_model(path, model, config, 10, [str(d) for d in range(10)], 32, preprocessing)
-    return path
+    return save_model_file(tmp_path_factory.mktemp("models") / config["trial"] / "model.pt", config,
+                           preprocessing(ImageConversion("rgb", 32), transform))
 
 
 @pytest.fixture(scope="module")
@@ -271,11 +265,8 @@ def test_transfer_run_end_to_end(tmp_path, source_model, digits_target):
 
 def test_transfer_run_with_a_feature_the_source_does_not_have(tmp_path, quick_params, digits_target):
     config = {"trial": "pasted-vgg-gap-seed0", **tiny_config(quick_params, "pasted-vgg-gap")}
-    model = build_for_training(config, 10, 32, CPU)
     transform = fit_transform(uint8_images(4, 32), "scale")
-    path = tmp_path / "model.pt"
-    save_model(path, model, config, 10, [str(d) for d in range(10)], 32,
-               {"conversion": ImageConversion("rgb", 32).to_dict(), "transform": transform.to_bytes()})
+    path = save_model_file(tmp_path / "model.pt", config, preprocessing(ImageConversion("rgb", 32), transform))
     with pytest.raises(ConfigError, match="feature g needs an attention model; vgg-gap"):
         transfer_run(path, digits_target, {**SETTINGS, "feature": "g", "max_train_images": 20,
                                            "max_test_images": 10}, tmp_path / "m.json")

@@ -12,6 +12,11 @@
   `images.txt`, `image_class_labels.txt`, `train_test_split.txt`, `bounding_boxes.txt`,
   `classes.txt` (official line formats) and `images/<NNN.Class_name>/<file>.jpg`, plus a few of the
   files the reader ignores (top-level `attributes.txt`, `README`, `parts/`, `attributes/`).
+* Caltech-101: `caltech-101.zip` holding `caltech-101/101_ObjectCategories.tar.gz` (that tar.gz:
+  `101_ObjectCategories/<class>/image_NNNN.jpg`, directory entries, `BACKGROUND_Google/tmp`),
+  `Annotations.tar` and `show_annotation.m`; the same tar as a re-packed copy.
+* Weizmann Horse: `weizmann_horse_db/rgb/<stem>.jpg` and `figure_ground/<stem>.jpg`, each mask a
+  smaller greyscale JPEG of the same aspect ratio.
 
 Each maker returns what the parser should produce, so tests compare arrays exactly.
 """
@@ -273,3 +278,120 @@ def cub_expected(fx: dict, size: int, crop: bool) -> dict:
         out[f"{split}_x"] = np.stack(xs)
         out[f"{split}_y"] = np.array(ys, np.int64)
     return out
+
+
+# ----------------------------------------------------------------------------- Caltech-101
+
+# class folder -> image count: inline_skate has train_per_class + 1 images with the tests' 3 (the
+# real set's smallest class has 31 with the customary 30); BACKGROUND_Google is never a class
+CALTECH_COUNTS = {"accordion": 8, "Leopards": 7, "inline_skate": 4, "BACKGROUND_Google": 5}
+CALTECH_GREY = "image_0002.jpg"  # saved greyscale in every class, as some real Caltech images are
+
+
+def make_caltech101_tree(counts: dict[str, int] = CALTECH_COUNTS, seed: int = 5) -> dict[str, dict[str, bytes]]:
+    """{class folder: {image_NNNN.jpg: JPEG bytes}}: random pictures of varied sizes (about 300 x 200
+    in the real set, smaller here), CALTECH_GREY greyscale."""
+    rng = np.random.default_rng(seed)
+    sizes = [(30, 20), (24, 36), (41, 27), (20, 20)]    # (width, height)
+    tree = {}
+    for c, n in counts.items():
+        tree[c] = {}
+        for i in range(1, n + 1):
+            w, h = sizes[(i + len(c)) % len(sizes)]
+            name = f"image_{i:04d}.jpg"
+            tree[c][name] = _jpeg(rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8),
+                                  "L" if name == CALTECH_GREY else "RGB")
+    return tree
+
+
+def _dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    tar.addfile(info)
+
+
+def caltech101_tar(tree: dict[str, dict[str, bytes]], mode: str = "w:gz", top: str = "") -> bytes:
+    """101_ObjectCategories/<class>/image_NNNN.jpg as the official 101_ObjectCategories.tar.gz has it
+    (directory entries, BACKGROUND_Google/tmp), under `top`/ if given (a re-packed copy)."""
+    buf = io.BytesIO()
+    prefix = f"{top}/" if top else ""
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
+        if top:
+            _dir(tar, top)
+        _dir(tar, f"{prefix}101_ObjectCategories")
+        for c in sorted(tree):
+            _dir(tar, f"{prefix}101_ObjectCategories/{c}")
+            for name, payload in sorted(tree[c].items()):
+                _add(tar, f"{prefix}101_ObjectCategories/{c}/{name}", payload)
+        if "BACKGROUND_Google" in tree:
+            _add(tar, f"{prefix}101_ObjectCategories/BACKGROUND_Google/tmp", b"\x00" * 12)
+    return buf.getvalue()
+
+
+def make_caltech101_zip(raw_dir: Path, tree: dict[str, dict[str, bytes]], inner: bytes | None = None) -> dict:
+    """Write raw_dir/caltech-101.zip in the layout of CaltechDATA's (torchvision's download): the
+    folder caltech-101/ holding 101_ObjectCategories.tar.gz (`inner`, else the tree's tar.gz),
+    Annotations.tar and show_annotation.m. Returns {path, md5}."""
+    import zipfile
+
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    path = raw_dir / "caltech-101.zip"
+    annotations = io.BytesIO()
+    with tarfile.open(fileobj=annotations, mode="w") as tar:
+        _add(tar, "Annotations/accordion/annotation_0001.mat", b"MATLAB 5.0 MAT-file, fixture")
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("caltech-101/", b"")
+        zf.writestr("caltech-101/101_ObjectCategories.tar.gz", inner if inner is not None else caltech101_tar(tree))
+        zf.writestr("caltech-101/Annotations.tar", annotations.getvalue())
+        zf.writestr("caltech-101/show_annotation.m", b"function show_annotation(imgfile, annotation_file)\n")
+    return {"path": path, "md5": md5_of(path)}
+
+
+def caltech101_pictures(tree: dict[str, dict[str, bytes]], size: int) -> dict[tuple[str, str], np.ndarray]:
+    """{(class, file): uint8 3 x size x size}: each JPEG made RGB and resized (bilinear), as the reader must."""
+    from PIL import Image
+
+    out = {}
+    for c, files in tree.items():
+        for name, payload in files.items():
+            with Image.open(io.BytesIO(payload)) as img:
+                img = img.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+                out[c, name] = np.asarray(img).transpose(2, 0, 1)
+    return out
+
+
+# ----------------------------------------------------------------------------- Weizmann Horse
+
+# (stem, photo (width, height), mask (width, height)): masks smaller than their photo with the same
+# aspect ratio up to rounding, as in the real set (81 x 100 up to 1280 x 960 photos)
+WEIZMANN_PAIRS = [("horse001", (100, 81), (50, 40)), ("horse002", (64, 48), (32, 24)), ("horse003", (90, 60), (90, 60))]
+
+
+def weizmann_mask(width: int, height: int) -> np.ndarray:
+    """A horse-like ellipse, 255 inside and 0 outside, with a grey ramp at its edge."""
+    y, x = np.mgrid[0:height, 0:width]
+    r = np.hypot((x - width / 2) / (width * 0.35), (y - height / 2) / (height * 0.3))
+    return np.clip((1.15 - r) / 0.3 * 255, 0, 255).astype(np.uint8)
+
+
+def make_weizmann(root: Path, pairs=WEIZMANN_PAIRS, seed: int = 6) -> Path:
+    """ROOT/weizmann_horse_db/rgb/<stem>.jpg (colour) and figure_ground/<stem>.jpg (a greyscale JPEG
+    mask, so values near the edge are neither 0 nor 255). Returns ROOT/weizmann_horse_db."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    db = root / "weizmann_horse_db"
+    (db / "rgb").mkdir(parents=True, exist_ok=True)
+    (db / "figure_ground").mkdir(parents=True, exist_ok=True)
+    for stem, (pw, ph), (mw, mh) in pairs:
+        Image.fromarray(rng.integers(0, 256, size=(ph, pw, 3), dtype=np.uint8)).save(db / "rgb" / f"{stem}.jpg")
+        Image.fromarray(weizmann_mask(mw, mh), mode="L").save(db / "figure_ground" / f"{stem}.jpg", quality=75)
+    return db
+
+
+def tar_folder(folder: Path, archive: Path, arcname: str) -> Path:
+    """`folder` packed as `archive` (.tar.gz) under the name `arcname`."""
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=arcname)
+    return archive

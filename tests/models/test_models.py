@@ -295,6 +295,41 @@ def test_attention_level_math():
     assert AttentionLevel(4, 8, project="l_up").out_channels == 8
 
 
+@pytest.mark.parametrize("compat", ["pc", "dp"])
+def test_scores_and_maps_stay_float32_under_autocast(compat):
+    # bf16 features as the backbone gives them under autocast; scores ~30-90 that differ by ~1 between
+    # positions, where bf16's spacing is 0.125-0.5 (bf16 scores moved these weights by 0.008-0.04):
+    # the scores must be the float32 ones of those features
+    torch.manual_seed(0)
+    l, g = (10 + 0.3 * torch.randn(2, 8, 4, 4)).bfloat16(), (1 + 0.1 * torch.randn(2, 8)).bfloat16()
+    lvl = AttentionLevel(8, 8, compat, "softmax")
+    if compat == "pc":
+        nn.init.normal_(lvl.u.weight, 0.0, 1.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        score = lvl.scores(l, g)
+        v, a = lvl(l, g)
+    assert score.dtype == torch.float32 and a.dtype == torch.float32 and v.dtype == torch.bfloat16
+    l32, g32 = l.float(), g.float()
+    weight = lvl.u.weight.view(1, 8, 1, 1) if compat == "pc" else g32[:, :, None, None]
+    expected = (weight * (l32 + g32[:, :, None, None] if compat == "pc" else l32)).sum(1).view(2, -1)
+    assert expected.abs().max() > 20
+    torch.testing.assert_close(score, expected, atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(a.view(2, -1), torch.softmax(expected, 1), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("compat,g_mode,combine,logits_dtype", [
+    ("pc", "concat", "sum_logits", torch.bfloat16), ("dp", "indep", "sum_log_softmax", torch.float32)])
+def test_attention_model_under_autocast(compat, g_mode, combine, logits_dtype):
+    # the float32 scores change nothing downstream: the logits keep autocast's dtype (the Linear's
+    # bf16, or float32 from the log_softmax combines), the maps are float32, every parameter learns
+    model = build_model("vgg-att2", 10, width=0.125, compat=compat, g_mode=g_mode, indep_combine=combine)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits, maps = run_step(model)
+    assert logits.dtype == logits_dtype and all(m.dtype == torch.float32 for m in maps)
+    assert_maps(maps, MAP_SIZES["vgg-att2"], "softmax")
+    assert_all_params_get_grad(model)
+
+
 def test_indep_combines():
     torch.manual_seed(0)
     feats = [torch.randn(4, 6), torch.randn(4, 5)]

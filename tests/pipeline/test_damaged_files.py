@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import shutil
-import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -30,16 +27,21 @@ from lpa.train.checkpoint import load_checkpoint
 from lpa.config.run import resolve_trial
 from lpa.data import arrays, sources
 from lpa.errors import DatasetFormatError
-from lpa.data.pipeline import extract_dataset, preprocess_dataset
+from lpa.data.pipeline import extract_dataset
 from lpa.data.conversion import ImageConversion
-from lpa.data.transforms import Transform, load_transform
-from lpa.train.engine import DeviceData, build_for_training, train
+from lpa.data.transforms import load_transform
+from lpa.train.engine import train
 from lpa.errors import DamagedFileError
 from lpa.layout import checkpoint_dir, model_file
-from lpa.train.modelfile import FORMAT, load_model, model_preprocessing, read_model_file, save_model
+from lpa.train.modelfile import FORMAT, load_model, model_preprocessing, read_model_file
 from lpa.config.params import compose_params_yaml
 from stages import download
-from tests.conftest import REPO, run_stage_in_process
+from tests.helpers.checks import one_error_line, one_line
+from tests.helpers.datasets import prepare_digits
+from tests.helpers.models import identity_preprocessing, save_model_file
+from tests.helpers.params import shrunk_params
+from tests.helpers.run import REPO, run_module, run_stage_in_process
+from tests.helpers.toy_data import toy_data
 
 TRIAL = "digits-vgg-seed0"
 SUITE = "quick"
@@ -58,25 +60,15 @@ def params_text() -> str:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
     """A tree with good data/extracted/digits and data/processed/digits (16 x 16 images: small)."""
-    root = tmp_path_factory.mktemp("pristine")
-    extracted, processed = root / "data/extracted" / DATASET, root / "data/processed" / DATASET
-    extract_dataset(DATASET, {"image_size": 16}, extracted, root / "data/raw")
-    preprocess_dataset(DATASET, {"transform": "standardize"}, extracted, processed)
-    return root
+    return prepare_digits(tmp_path_factory.mktemp("pristine"), image_size=16)
 
 
 @pytest.fixture(scope="module")
 def good_model(tmp_path_factory, params_text) -> Path:
     """A valid tiny model file of TRIAL (vgg at width 0.125), as the train stage writes it."""
-    params = yaml.safe_load(params_text)
-    params["model"]["width"] = 0.125
-    config = resolve_trial(params, TRIAL)
-    model = build_for_training(config, 10, 32, torch.device("cpu"))
+    config = resolve_trial(shrunk_params(yaml.safe_load(params_text)), TRIAL)
     path = tmp_path_factory.mktemp("model") / "models" / SUITE / TRIAL / "model.pt"
-    transform = Transform("standardize", (3, 32, 32), mean=np.zeros(3, np.float32), std=np.ones(3, np.float32))
-    preprocessing = {"conversion": ImageConversion("grey", 32, 8).to_dict(), "transform": transform.to_bytes()}
-    save_model(path, model, config, 10, [str(d) for d in range(10)], 32, preprocessing)
-    return path
+    return save_model_file(path, config, identity_preprocessing("grey", 32, 8))
 
 
 def workdir(tmp_path: Path, params_text: str, pristine: Path | None = None, *dirs: str) -> Path:
@@ -96,31 +88,9 @@ def copy_dir(pristine: Path, rel: str, tmp_path: Path) -> Path:
     return tmp_path / rel
 
 
-def run_module(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("LPA_TRACEBACK", None)
-    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=180)
-
-
-def one_error_line(proc: subprocess.CompletedProcess) -> str:
-    """The stage failed as a user error: exit 1, stderr exactly one `error: ` line, no traceback."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
-
-
 def truncate(path: Path, keep: float = 0.5) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
-
-
-def one_line(err: pytest.ExceptionInfo) -> str:
-    msg = str(err.value)
-    assert "\n" not in msg
-    return msg
 
 
 # ----------------------------------------------------------------------------- truncated array
@@ -410,7 +380,7 @@ def _damaged_checkpoints() -> dict:
 
 
 @pytest.mark.parametrize("kind", list(_damaged_checkpoints()))
-def test_damaged_checkpoint_is_set_aside_with_one_warning(tmp_path, capsys, kind):
+def test_damaged_checkpoint_is_moved_aside_with_one_warning(tmp_path, capsys, kind):
     content = _damaged_checkpoints()[kind]
     ckpt = tmp_path / "checkpoints" / SUITE / TRIAL
     ckpt.mkdir(parents=True)
@@ -423,19 +393,24 @@ def test_damaged_checkpoint_is_set_aside_with_one_warning(tmp_path, capsys, kind
     assert lines[0].endswith("training starts fresh")
     assert not (ckpt / "last.pt").exists()
     aside = list(ckpt.iterdir())
-    assert len(aside) == 1 and aside[0].name.startswith("last.pt.damaged-") and aside[0].name in lines[0]
+    assert len(aside) == 1 and aside[0].name == "last.pt.damaged" and aside[0].name in lines[0]
     assert aside[0].read_bytes() == content  # renamed, not deleted
 
 
-def _toy_data():
-    rng = np.random.default_rng(0)
-    return DeviceData.from_arrays(rng.normal(size=(32, 3, 32, 32)).astype(np.float32),
-                                  (np.arange(32) % 10).astype(np.int64), torch.device("cpu"))
+def test_a_second_damaged_checkpoint_keeps_the_first(tmp_path, capsys):
+    ckpt = tmp_path / "checkpoints" / SUITE / TRIAL
+    ckpt.mkdir(parents=True)
+    for content in (b"first", b"second"):
+        (ckpt / "last.pt").write_bytes(content)
+        assert load_checkpoint(ckpt, "x") is None
+    assert "moved it to last.pt.damaged.1 " in capsys.readouterr().err.splitlines()[-1]
+    assert (ckpt / "last.pt.damaged").read_bytes() == b"first"
+    assert (ckpt / "last.pt.damaged.1").read_bytes() == b"second"
 
 
 def test_damaged_checkpoint_training_starts_fresh(tmp_path, capsys, tiny_config):
     config = tiny_config("digits-vgg", epochs=1, batch_size=16)
-    data = _toy_data()
+    data = toy_data(n=32)
     ckpt = tmp_path / checkpoint_dir(SUITE, TRIAL)
     ckpt.mkdir(parents=True)
     (ckpt / "last.pt").write_bytes(RNG_BYTES)
@@ -446,7 +421,7 @@ def test_damaged_checkpoint_training_starts_fresh(tmp_path, capsys, tiny_config)
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: checkpoint {ckpt / 'last.pt'} is damaged")
     assert "resuming" not in out
     kept = [p.name for p in ckpt.iterdir()]
-    assert len(kept) == 1 and kept[0].startswith("last.pt.damaged-")
+    assert kept == ["last.pt.damaged"]
     assert (ckpt / kept[0]).read_bytes() == RNG_BYTES
 
 
@@ -459,9 +434,9 @@ def test_good_checkpoint_still_resumes(tmp_path, capsys, tiny_config):
             raise KeyboardInterrupt  # dies before the end: the checkpoint of epoch 1 stays
 
     with pytest.raises(KeyboardInterrupt):
-        train(config, _toy_data(), 10, checkpoint_dir=ckpt, on_epoch=crash_in_epoch_2, progress=False)
+        train(config, toy_data(n=32), 10, checkpoint_dir=ckpt, on_epoch=crash_in_epoch_2, progress=False)
     assert (ckpt / "last.pt").exists()
-    result = train(config, _toy_data(), 10, checkpoint_dir=ckpt, progress=False)
+    result = train(config, toy_data(n=32), 10, checkpoint_dir=ckpt, progress=False)
     assert result.resumed_from_epoch == 1 and "warning" not in capsys.readouterr().err
 
 

@@ -1,6 +1,6 @@
-"""End to end through DVC: one run of the quick suite (tiny settings) in a temporary git repository
-made from this tree, and what follows on it: an ablation, a killed stage. The README's other
-workflows: test_pipeline_workflows.py.
+"""End to end through DVC: the quick suite (tiny settings) run once per pytest run in a temporary git
+repository made from this tree (the `quick_suite` fixture, tests/conftest.py), and what follows on a
+copy of it: an ablation, a killed stage. The README's other workflows: test_pipeline_workflows.py.
 """
 from __future__ import annotations
 
@@ -15,25 +15,26 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import DIGITS_ONLY, TINY, exp_run, repo_snapshot, run_dvc, sh
+from tests.helpers.run import DIGITS_ONLY, TINY, copy_repo, exp_run, run_dvc, sh
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    repo = repo_snapshot(tmp_path_factory.mktemp("clone"))
-    out = exp_run(repo, *TINY)
-    # a fresh clone's first run prints its stages, not DVC's complaints about missing outputs
-    assert "WARNING" not in out.stdout + out.stderr, out.stderr
-    return repo
+def repo(quick_suite, tmp_path_factory) -> Path:
+    """This module's copy of the shared quick-suite run, for the tests that run stages on it (in
+    file order: the ablation, then the killed stage)."""
+    return copy_repo(quick_suite[0], tmp_path_factory.mktemp("clone") / "repo")
 
 
 def record(repo: Path, trial: str) -> Path:
     return repo / "reports/quick/runs" / trial
 
 
-def test_quick_suite_writes_every_output(repo: Path):
+def test_quick_suite_writes_every_output(quick_suite):
+    repo, output = quick_suite
+    # a fresh clone's first run prints its stages, not DVC's complaints about missing outputs
+    assert "WARNING" not in output, output
     for split in ("train", "test"):
         assert (repo / f"data/processed/digits/{split}_images.npy").exists()
     for run in ("digits-vgg", "digits-vgg-att2"):

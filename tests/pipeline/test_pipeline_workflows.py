@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from lpa.config.params import compose_params_yaml
-from tests.conftest import DIGITS_ONLY, REPO, TINY, exp_run, repo_snapshot, run_dvc, sh
+from tests.helpers.run import DIGITS_ONLY, REPO, TINY, exp_run, repo_snapshot, run_dvc, sh
 
 pytestmark = pytest.mark.slow
 
@@ -52,20 +52,15 @@ def test_cifar_cpu_suite_plans_exactly_its_stages(tmp_path: Path):
     planned = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
     params = yaml.safe_load((repo / "params.yaml").read_text())
     runs = ["cifar10-cpu-vgg", "cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2", "cifar10-cpu-vgg-att2-dp",
-            "cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep", "digits-cpu-vgg-att2",
-            "cifar10-cpu-vgg-att2-from-digits"]
+            "cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep"]
     assert list(params["runs"]) == runs and params["seeds"] == [0, 1, 2]
-    one_seed = {"cifar10-cpu-vgg-att3", "cifar10-cpu-vgg-att2-indep", "digits-cpu-vgg-att2",
-                "cifar10-cpu-vgg-att2-from-digits"}  # their own seeds: [0]
-    trials = [f"{r}-seed{s}" for r in runs for s in ((0,) if r in one_seed else (0, 1, 2))]
-    finetuned = {"cifar10-cpu-vgg-att2-from-digits-seed0"}
-    transfer = [f"{r}-seed0-to-digits" for r in ("cifar10-cpu-vgg", "cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2",
-                                                 "cifar10-cpu-vgg-att3")]
-    segment = [f"{r}-seed0-on-pasted" for r in ("cifar10-cpu-vgg-gap", "cifar10-cpu-vgg-att2", "cifar10-cpu-vgg-att3")]
-    assert planned == {*(f"{stage}@{ds}" for stage in ("download", "preprocess")
-                         for ds in ("cifar10", "digits", "pasted_digits")), "report",
-                       *(f"train@{t}" for t in trials if t not in finetuned), *(f"finetune@{t}" for t in finetuned),
-                       *(f"evaluate@{t}" for t in trials), *(f"robustness@{t}" for t in trials),
+    trials = [f"{r}-seed{s}" for r in runs for s in (0, 1, 2)]  # three seeds for every run
+    # transfer: every CIFAR-10 trial to Caltech-101; segmentation: every map-producing run on the horses
+    transfer = [f"{t}-to-caltech101" for t in trials]
+    segment = [f"{t}-on-weizmann_horse" for t in trials if not t.startswith("cifar10-cpu-vgg-seed")]
+    assert planned == {*(f"{stage}@{ds}" for stage in ("download", "preprocess") for ds in ("cifar10", "caltech101")),
+                       "report", *(f"train@{t}" for t in trials), *(f"evaluate@{t}" for t in trials),
+                       *(f"robustness@{t}" for t in trials),
                        *(f"transfer@{p}" for p in transfer), *(f"segment@{p}" for p in segment)}
 
 

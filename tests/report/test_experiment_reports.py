@@ -1,11 +1,10 @@
 """The report's parts for the other experiments (lpa.report.robustness, lpa.report.transfer,
 lpa.report.segmentation) on hand-made record directories, as the report stage reads them:
 reports/<suite>/runs/<trial>/{config.json, metrics.json, robustness.json, transfer/*.json,
-segmentation/*.json}, each trial's record from lpa.report.load_run.
+segmentation/*.json}, each trial's record from lpa.report.records.load_trial.
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
@@ -14,13 +13,16 @@ import pytest
 
 from lpa.config.run import resolve_run
 from lpa.errors import DamagedFileError
-from lpa.report.tables import load_run, paper_notation
+from lpa.report.notation import paper_notation
+from lpa.report.records import load_trial
 from lpa.report.robustness import (load_robustness, render_robustness_md, robustness_json, robustness_summary,
                                    save_robustness_figures)
 from lpa.report.segmentation import (PRIOR, load_segmentation, render_segmentation_md, segmentation_json,
                                      segmentation_summary)
 from lpa.report.transfer import (load_transfer, render_transfer_md, transfer_differences, transfer_json,
                                  transfer_summary)
+from tests.helpers.checks import one_line
+from tests.helpers.params import shrunk_params
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -33,27 +35,20 @@ def write_json(path: Path, data) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def params(quick_params) -> dict:
-    params = copy.deepcopy(quick_params)
-    params["model"]["width"] = 0.125
-    return params
-
-
-def make_trials(root: Path, params: dict, trials: list[tuple[str, int]]) -> tuple[list[dict], list[Path]]:
-    """Record directories with config.json (a resolved config) and metrics.json, read back by load_run."""
+def make_trials(root: Path, tiny_params: dict, trials: list[tuple[str, int]]) -> tuple[list[dict], list[Path]]:
+    """Record directories with config.json (a resolved config) and metrics.json, read back by load_trial."""
     dirs = []
     for run, seed in trials:
         trial = f"{run}-seed{seed}"
         run_dir = root / "runs" / trial
-        write_json(run_dir / "config.json", {"trial": trial, **resolve_run(params, run, seed)})
+        write_json(run_dir / "config.json", {"trial": trial, **resolve_run(tiny_params, run, seed)})
         write_json(run_dir / "metrics.json", {"test": {"top1_error": 10.0 + seed, "top5_error": 1.0}})
         dirs.append(run_dir)
-    return [load_run(d) for d in dirs], dirs
+    return [load_trial(d) for d in dirs], dirs
 
 
-def notation(params, run) -> str:
-    return paper_notation(resolve_run(params, run))
+def notation(tiny_params, run) -> str:
+    return paper_notation(resolve_run(tiny_params, run))
 
 
 def tables(md: str) -> list[dict[str, dict[str, str]]]:
@@ -84,12 +79,6 @@ def number_leaves(tree) -> list:
     return leaves
 
 
-def one_line(err) -> str:
-    msg = str(err.value)
-    assert "\n" not in msg
-    return msg
-
-
 # ----------------------------------------------------------------------------- robustness
 
 ROBUSTNESS = {
@@ -102,9 +91,9 @@ ROBUSTNESS = {
 
 
 @pytest.fixture(scope="module")
-def robustness(tmp_path_factory, params) -> dict:
+def robustness(tmp_path_factory, quick_params) -> dict:
     root = tmp_path_factory.mktemp("robustness")
-    records, dirs = make_trials(root, params, list(ROBUSTNESS) + [("pasted-vgg-gap", 0)])
+    records, dirs = make_trials(root, shrunk_params(quick_params), list(ROBUSTNESS) + [("pasted-vgg-gap", 0)])
     for (key, curve), run_dir in zip(ROBUSTNESS.items(), dirs):
         write_json(run_dir / "robustness.json", {"fgsm": {"top1_error": curve, "images": 200}})
     points = load_robustness(records, dirs)
@@ -120,14 +109,14 @@ def test_robustness_points(robustness):
     assert not points.loc[points["run"] == "digits-vgg", "attention"].any()
 
 
-def test_robustness_summary_averages_over_seeds(robustness, params):
+def test_robustness_summary_averages_over_seeds(robustness, tiny_params):
     s = robustness["summary"].set_index(["run", "epsilon"])
     row = s.loc[("digits-vgg-att2", 2.0)]
     assert row["mean"] == pytest.approx(23.0) and row["n"] == 2 and row["sd"] == pytest.approx(18 ** 0.5)
     assert s.loc[("digits-vgg-att2", 0.5), "mean"] == pytest.approx(16.0)
     assert s.loc[("digits-vgg", 2.0), "n"] == 1 and pd.isna(s.loc[("digits-vgg", 2.0), "sd"])
     assert s.loc[("pasted-vgg-att2", 0.0), "dataset"] == "pasted_digits"
-    assert s.loc[("digits-vgg-att2", 0.0), "config"] == notation(params, "digits-vgg-att2")
+    assert s.loc[("digits-vgg-att2", 0.0), "config"] == notation(tiny_params, "digits-vgg-att2")
     assert len(robustness["summary"]) == 3 + 3 + 2
 
 
@@ -139,12 +128,12 @@ def test_robustness_json(robustness):
     number_leaves(out)
 
 
-def test_robustness_markdown(robustness, params):
+def test_robustness_markdown(robustness, tiny_params):
     md = render_robustness_md(robustness["summary"])
     assert md.startswith("## Robustness to adversarial noise (FGSM, top-1 error %)")
     assert "| run | config | n | ε=0 | ε=0.5 | ε=2 |" in md
-    assert f"| digits-vgg-att2 | {notation(params, 'digits-vgg-att2')} | 2 | 11.00 | 16.00 | 23.00 |" in md
-    assert f"| digits-vgg | {notation(params, 'digits-vgg')} | 1 | 8.00 | 30.00 | 40.00 |" in md
+    assert f"| digits-vgg-att2 | {notation(tiny_params, 'digits-vgg-att2')} | 2 | 11.00 | 16.00 | 23.00 |" in md
+    assert f"| digits-vgg | {notation(tiny_params, 'digits-vgg')} | 1 | 8.00 | 30.00 | 40.00 |" in md
     (table,) = tables(md)
     assert table["pasted-vgg-att2"]["ε=0.5"] == "" and table["pasted-vgg-att2"]["ε=2"] == "9.00"
     assert "pasted-vgg-gap" not in md
@@ -166,8 +155,8 @@ def test_robustness_figures_one_per_dataset(robustness, tmp_path):
     ({"fgsm": {"top1_error": {"eps_two": 3.0}}}, "ValueError"),
     ({"fgsm": {"top1_error": {"eps_2": "high"}}}, "ValueError"),
 ])
-def test_damaged_robustness_record(tmp_path, params, content, kind):
-    records, dirs = make_trials(tmp_path, params, [("digits-vgg", 0)])
+def test_damaged_robustness_record(tmp_path, tiny_params, content, kind):
+    records, dirs = make_trials(tmp_path, tiny_params, [("digits-vgg", 0)])
     path = write_json(dirs[0] / "robustness.json", content)
     with pytest.raises(DamagedFileError) as err:
         load_robustness(records, dirs)
@@ -175,8 +164,8 @@ def test_damaged_robustness_record(tmp_path, params, content, kind):
                              f"re-run `dvc repro -f robustness@digits-vgg-seed0`")
 
 
-def test_no_robustness_records(tmp_path, params):
-    records, dirs = make_trials(tmp_path, params, [("digits-vgg", 0)])
+def test_no_robustness_records(tmp_path, tiny_params):
+    records, dirs = make_trials(tmp_path, tiny_params, [("digits-vgg", 0)])
     summary = robustness_summary(load_robustness(records, dirs))
     assert len(summary) == 0 and robustness_json(summary) == {}
     assert "No robustness records yet" in render_robustness_md(summary)
@@ -200,9 +189,9 @@ def transfer_record(error: float) -> dict:
 
 
 @pytest.fixture(scope="module")
-def transfer(tmp_path_factory, params) -> dict:
+def transfer(tmp_path_factory, quick_params) -> dict:
     root = tmp_path_factory.mktemp("transfer")
-    records, dirs = make_trials(root, params, list(TRANSFER))
+    records, dirs = make_trials(root, shrunk_params(quick_params), list(TRANSFER))
     for targets, run_dir in zip(TRANSFER.values(), dirs):
         for target, error in targets.items():
             write_json(run_dir / "transfer" / f"{target}.json", transfer_record(error))
@@ -211,7 +200,7 @@ def transfer(tmp_path_factory, params) -> dict:
     return {"points": points, "summary": summary, "differences": transfer_differences(summary)}
 
 
-def test_transfer_summary_averages_over_seeds(transfer, params):
+def test_transfer_summary_averages_over_seeds(transfer, tiny_params):
     assert len(transfer["points"]) == 2 + 2 + 2 + 1
     s = transfer["summary"].set_index(["run", "target"])
     assert s.loc[("pasted-vgg-att2", "digits"), "mean"] == pytest.approx(35.0)
@@ -220,7 +209,7 @@ def test_transfer_summary_averages_over_seeds(transfer, params):
     assert s.loc[("pasted-vgg-gap", "digits"), "n"] == 1
     assert bool(s.loc[("pasted-vgg-att2", "digits"), "attention"])
     assert not bool(s.loc[("pasted-vgg-gap", "digits"), "attention"])
-    assert s.loc[("pasted-vgg-gap", "digits"), "config"] == notation(params, "pasted-vgg-gap")
+    assert s.loc[("pasted-vgg-gap", "digits"), "config"] == notation(tiny_params, "pasted-vgg-gap")
     assert s.loc[("digits-vgg-att2", "pasted_digits"), "dataset"] == "digits"
     assert len(transfer["summary"]) == 5
 
@@ -240,11 +229,11 @@ def test_transfer_json(transfer):
     number_leaves(out)
 
 
-def test_transfer_markdown(transfer, params):
+def test_transfer_markdown(transfer, tiny_params):
     md = render_transfer_md(transfer["summary"], transfer["differences"])
     assert md.startswith("## Cross-domain classification")
     errors, differences = tables(md)
-    assert errors["pasted-vgg-att2"]["config"] == notation(params, "pasted-vgg-att2")
+    assert errors["pasted-vgg-att2"]["config"] == notation(tiny_params, "pasted-vgg-att2")
     assert errors["pasted-vgg-att2"]["digits"] == "35.00 (n=2)"
     assert errors["pasted-vgg-att2"]["stl10"] == "52.00 (n=2)"
     assert errors["pasted-vgg-gap"]["digits"] == "50.00 (n=1)"
@@ -270,8 +259,8 @@ def test_transfer_markdown_without_a_baseline(transfer):
     ({"transfer": {"test": {}}}, "KeyError"),
     ({"transfer": {"test": {"top1_error": "n/a"}}}, "ValueError"),
 ])
-def test_damaged_transfer_record(tmp_path, params, content, kind):
-    records, dirs = make_trials(tmp_path, params, [("pasted-vgg-att2", 0)])
+def test_damaged_transfer_record(tmp_path, tiny_params, content, kind):
+    records, dirs = make_trials(tmp_path, tiny_params, [("pasted-vgg-att2", 0)])
     path = write_json(dirs[0] / "transfer" / "digits.json", content)
     with pytest.raises(DamagedFileError) as err:
         load_transfer(records, dirs)
@@ -279,8 +268,8 @@ def test_damaged_transfer_record(tmp_path, params, content, kind):
                              f"re-run `dvc repro -f transfer@pasted-vgg-att2-seed0-to-digits`")
 
 
-def test_no_transfer_records(tmp_path, params):
-    records, dirs = make_trials(tmp_path, params, [("pasted-vgg-att2", 0)])
+def test_no_transfer_records(tmp_path, tiny_params):
+    records, dirs = make_trials(tmp_path, tiny_params, [("pasted-vgg-att2", 0)])
     summary = transfer_summary(load_transfer(records, dirs))
     differences = transfer_differences(summary)
     assert len(summary) == 0 and len(differences) == 0 and transfer_json(summary) == {}
@@ -302,9 +291,9 @@ PRIORS = {"pasted": PASTED_PRIOR, "od": OD_PRIOR}
 
 
 @pytest.fixture(scope="module")
-def segmentation(tmp_path_factory, params) -> dict:
+def segmentation(tmp_path_factory, quick_params) -> dict:
     root = tmp_path_factory.mktemp("segmentation")
-    records, dirs = make_trials(root, params, list(SEGMENTATION))
+    records, dirs = make_trials(root, shrunk_params(quick_params), list(SEGMENTATION))
     for datasets, run_dir in zip(SEGMENTATION.values(), dirs):
         for name, scores in datasets.items():
             write_json(run_dir / "segmentation" / f"{name}.json",
@@ -315,14 +304,14 @@ def segmentation(tmp_path_factory, params) -> dict:
     return {"points": points, "summary": segmentation_summary(points)}
 
 
-def test_segmentation_points(segmentation, params):
+def test_segmentation_points(segmentation, tiny_params):
     p = segmentation["points"]
     assert len(p) == 5 * (3 + 3)          # 5 records, each with 3 model and 3 centre-prior rows
     assert set(p["name"]) == {"pasted", "od"}
     prior = p[p["run"] == PRIOR]
     assert set(prior["config"]) == {"Gaussian at the centre"}
     model = p[p["run"] == "pasted-vgg-gap"]
-    assert set(model["config"]) == {notation(params, "pasted-vgg-gap")}
+    assert set(model["config"]) == {notation(tiny_params, "pasted-vgg-gap")}
 
 
 def test_segmentation_summary_averages_over_seeds_with_the_prior_once(segmentation):
@@ -353,13 +342,13 @@ def test_segmentation_json(segmentation):
     number_leaves(out)
 
 
-def test_segmentation_markdown(segmentation, params):
+def test_segmentation_markdown(segmentation, tiny_params):
     md = render_segmentation_md(segmentation["summary"])
     assert md.startswith("## Weakly supervised segmentation")
     assert "Dataset `pasted`:" in md and "Dataset `od`:" in md
     assert "| run | map | n | 0 | 1 | mean |" in md
     assert "| run | map | n | airplane | car | mean |" in md
-    att = notation(params, "pasted-vgg-att2")
+    att = notation(tiny_params, "pasted-vgg-att2")
     assert f"| pasted-vgg-att2 | {att} | 2 | 0.550 | 0.750 | 0.650 |" in md
     assert f"| pasted-vgg-att2 | {att} | 1 | 0.600 | 0.400 | 0.500 |" in md
     assert "| centre prior | Gaussian at the centre | 1 | 0.200 | 0.300 | 0.250 |" in md
@@ -374,8 +363,8 @@ def test_segmentation_markdown(segmentation, params):
     ({"jaccard": {"model": [0.5], "centre_prior": {"mean": 0.1}}}, "AttributeError"),
     ({"jaccard": None}, "TypeError"),
 ])
-def test_damaged_segmentation_record(tmp_path, params, content, kind):
-    records, dirs = make_trials(tmp_path, params, [("pasted-vgg-gap", 0)])
+def test_damaged_segmentation_record(tmp_path, tiny_params, content, kind):
+    records, dirs = make_trials(tmp_path, tiny_params, [("pasted-vgg-gap", 0)])
     path = write_json(dirs[0] / "segmentation" / "pasted.json", content)
     with pytest.raises(DamagedFileError) as err:
         load_segmentation(records, dirs)
@@ -383,8 +372,8 @@ def test_damaged_segmentation_record(tmp_path, params, content, kind):
                              f"re-run `dvc repro -f segment@pasted-vgg-gap-seed0-on-pasted`")
 
 
-def test_no_segmentation_records(tmp_path, params):
-    records, dirs = make_trials(tmp_path, params, [("pasted-vgg-gap", 0)])
+def test_no_segmentation_records(tmp_path, tiny_params):
+    records, dirs = make_trials(tmp_path, tiny_params, [("pasted-vgg-gap", 0)])
     summary = segmentation_summary(load_segmentation(records, dirs))
     assert len(summary) == 0 and segmentation_json(summary) == {}
     assert "No segmentation records yet" in render_segmentation_md(summary)

@@ -1,4 +1,4 @@
-"""lpa.report and lpa.report.aggregate: notation, reference data, tables, seeds, comparisons, summary."""
+"""lpa.report.notation, reference, tables and aggregate: notation, reference data, tables, seeds, comparisons, summary."""
 import json
 import math
 import re
@@ -10,10 +10,10 @@ import pytest
 
 from lpa.report.aggregate import HOLDS, NOT_RESOLVED, ONE_SEED, comparisons, run_summary
 from lpa.config.params import compose_params_yaml
-from lpa.report.tables import (TRIAL_COLUMNS, core_notation, family_notation, load_deviations,
-                        load_reference_numbers, paper_notation, render_results_md, results_table,
-                        summary_json)
-from tests.conftest import REPO, sh
+from lpa.report.notation import core_notation, family_notation, paper_notation
+from lpa.report.reference import load_deviations, load_reference_numbers
+from lpa.report.tables import TRIAL_COLUMNS, render_results_md, results_table, suite_header, summary_json
+from tests.helpers.run import REPO, sh
 
 ATT = {"compat": "pc", "g_mode": "concat", "normalize": "softmax", "project": "g_down"}
 
@@ -226,6 +226,43 @@ def test_deviation_validation(tmp_path):
     bad.write_text("- topic: x\n  ours: y\n")
     with pytest.raises(ValueError):
         load_deviations(bad)
+
+
+EPYC = {"device": "cpu", "cpu": "AMD EPYC 9654 96-Core Processor", "cpu_isa": "AVX512", "amx": False,
+        "threads": 8, "torch": "2.5.1", "cuda": None, "data_source": "sklearn digits"}
+XEON = {**EPYC, "cpu": "Intel(R) Xeon(R) Platinum 8480+", "amx": True}
+H100 = {**EPYC, "device": "NVIDIA H100 80GB HBM3", "gpu": "NVIDIA H100 80GB HBM3", "gpu_capability": "9.0",
+        "cuda": "12.4"}
+
+
+def trial_record(trial, seed, environment):
+    config = {**cfg("vgg", None, dataset="digits", run="digits-vgg"), "trial": trial, "seed": seed,
+              "train": {"epochs": 2}}
+    if environment is not None:
+        config["environment"] = environment
+    return {"run": "digits-vgg", "trial": trial, "seed": seed, "config": config, "metrics": {}}
+
+
+def test_suite_header_lists_the_machines_behind_its_trials():
+    """Seeded runs repeat bit for bit only on the same kind of CPU: the header says which made which."""
+    header = suite_header("quick", [trial_record("digits-vgg-seed0", 0, EPYC), trial_record("digits-vgg-seed1", 1, XEON),
+                                    trial_record("digits-vgg-seed2", 2, EPYC), trial_record("digits-vgg-seed3", 3, H100),
+                                    trial_record("digits-vgg-seed4", 4, {"device": "cpu"}),
+                                    trial_record("digits-vgg-seed5", 5, None)])
+    machines = header[header.index("Machines: "):]
+    assert machines == ("Machines: AMD EPYC 9654 96-Core Processor (AVX512): digits-vgg-seed0, digits-vgg-seed2; "
+                        "Intel(R) Xeon(R) Platinum 8480+ (AVX512+AMX): digits-vgg-seed1; "
+                        "NVIDIA H100 80GB HBM3 (compute capability 9.0): digits-vgg-seed3; "
+                        "not recorded (device: cpu): digits-vgg-seed4; not recorded: digits-vgg-seed5.")
+    assert header.startswith("Suite `quick`: 6 trials (1 runs x seeds 0, 1, 2, 3, 4, 5).")
+
+
+def test_suite_header_of_one_machine_names_it_once():
+    header = suite_header("quick", [trial_record("digits-vgg-seed0", 0, EPYC), trial_record("digits-vgg-seed1", 1, EPYC)])
+    assert header.endswith("Machines: AMD EPYC 9654 96-Core Processor (AVX512): all 2 trials.")
+    rendered = render_results_md(results_table([trial_record("digits-vgg-seed0", 0, EPYC)]), [],
+                                 extra_header=suite_header("quick", [trial_record("digits-vgg-seed0", 0, EPYC)]))
+    assert "Machines: AMD EPYC 9654 96-Core Processor (AVX512): the one trial." in rendered.split("## ")[0]
 
 
 def test_report_stage_names_trials_without_records(tmp_path):

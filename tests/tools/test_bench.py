@@ -2,8 +2,9 @@
 import re
 
 import pytest
+import torch
 
-from lpa.tools.bench import main
+from lpa.tools.bench import device_peak_tflops, main, run_precision
 
 
 def test_bench_prints_every_figure_and_ends_with_the_speedup(capsys):
@@ -29,7 +30,7 @@ def test_bench_prints_every_figure_and_ends_with_the_speedup(capsys):
 
 def test_bench_profiles_and_switches_dropout(capsys):
     main(["--model", "vgg-att2", "--width", "0.125", "--batch-size", "8", "--steps", "2", "--warmup", "1",
-          "--precision", "bf16", "--dropout", "on", "--dropout-masks", "torch", "--profile", "--profile-rows", "5",
+          "--precision", "bf16", "--dropout", "on", "--dropout-masks", "torch", "--profile", "--profile-rows", "40",
           "--peak-tflops", "1.0"])
     text = capsys.readouterr().out
     assert "profile of 2 steps (an extra block before the timed ones)" in text and "aten::bernoulli_" in text  # PyTorch's masks, profiled
@@ -56,3 +57,37 @@ def test_bench_refuses_an_unknown_against_option(capsys):
     with pytest.raises(SystemExit):
         main(["--model", "vgg", "--repeats", "0"])
     assert "--repeats and --steps must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,peak", [
+    ("NVIDIA L40", 181.0), ("NVIDIA L40S", 362.0), ("NVIDIA L4", 121.0), ("NVIDIA H100 PCIe", 756.0),
+    ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 NVL", 835.0), ("NVIDIA A100-SXM4-80GB", 312.0),
+    ("NVIDIA A100-PCIE-40GB", 312.0), ("NVIDIA GeForce RTX 4090", 165.0), ("NVIDIA GH200 480GB", None),
+    ("NVIDIA GeForce RTX 4090 D", 165.0), ("Tesla T4", None)])
+def test_a_gpu_peak_matches_whole_words_most_words_first(monkeypatch, name, peak):
+    # "NVIDIA L40" holds "L4" as a substring: it is not an L4 (a third of its peak)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert device_peak_tflops(torch.device("cuda")) == (peak, name)
+
+
+@pytest.fixture
+def tf32_flags():
+    """PyTorch's TF32 switches, restored after the test (monkeypatch cannot restore the cuBLAS one)."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_bench_applies_the_engine_precision_settings(tf32_flags, monkeypatch):
+    # fp32 on CUDA is the engine's fp32: no TF32 convolutions or matmuls (PyTorch's cuDNN default is on)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    assert run_precision(torch.device("cuda"), "fp32") == ("fp32", None)
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    # auto is the params.yaml default: on CUDA bf16 from compute capability 8.0, fp16 below
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert run_precision(torch.device("cuda"), "auto") == ("bf16", torch.bfloat16)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert run_precision(torch.device("cuda"), "auto") == ("fp16", torch.float16)
+    assert run_precision(torch.device("cpu"), "auto") == ("fp32", None)
+    assert run_precision(torch.device("cpu"), "fp16") == ("fp16", torch.float16)
+    assert run_precision(torch.device("cpu"), "bf16") == ("bf16", torch.bfloat16)

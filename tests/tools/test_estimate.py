@@ -6,7 +6,7 @@ import yaml
 
 from lpa.tools.estimate import makespan, trial_flops
 from lpa.config.params import compose_params_yaml
-from tests.conftest import REPO
+from tests.helpers.run import REPO
 
 
 def test_makespan_is_the_longest_first_list_schedule():

@@ -15,7 +15,7 @@ from lpa.config.run import check_params
 from lpa.config.params import compose_params_yaml
 from lpa.tools.slots import Job, error_line, parse_devices, run_jobs, slot_environment, summary_table
 from lpa.tools.launch import parse_share, plan_jobs, stages_of_share
-from tests.conftest import REPO, repo_snapshot, run_dvc, sh
+from tests.helpers.run import DIGITS_ONLY, REPO, TINY, compose, repo_snapshot, run_dvc, sh
 
 # ---------------------------------------------------------------------------------------------
 # slots
@@ -134,20 +134,15 @@ def test_the_slurm_array_script_is_well_formed():
     sh(["bash", "-n", str(script)], REPO)
     text = script.read_text()
     assert text.startswith("#!/bin/bash\n") and "#SBATCH --gres=gpu:1" in text
-    assert "SLURM_ARRAY_TASK_ID" in text and "dvc repro --single-item" in text
+    assert "SLURM_ARRAY_TASK_ID" in text and "dvc --wait-for-lock repro --single-item" in text
 
 
 # ---------------------------------------------------------------------------------------------
 # end to end through DVC: two CPU slots against a serial dvc repro
 
-TINY_DIGITS = ["suite=quick", "model.width=0.125", "train.epochs=2", "data.datasets=[digits]",
-               "~runs.pasted-vgg-att2", "~runs.pasted-vgg-gap", "transfer.runs=[]", "segmentation.runs=[]",
-               "segmentation.datasets=[]"]
+# the shared quick-suite run's settings (tests/conftest.py quick_suite) for its two digits trials only
+TINY_DIGITS = [*TINY, *DIGITS_ONLY]
 TRIALS = ["digits-vgg-seed0", "digits-vgg-att2-seed0"]
-
-
-def compose(project: Path, *overrides: str) -> None:
-    sh([sys.executable, "-m", "lpa.config", "compose", *TINY_DIGITS, *overrides], project)
 
 
 def launch(project: Path, *args: str) -> subprocess.CompletedProcess:
@@ -155,15 +150,16 @@ def launch(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_two_slots_match_a_serial_repro_and_a_failed_run_is_reported(tmp_path, monkeypatch):
-    # the same OpenMP threads in both (seeded CPU results are bit-exact for a given thread count)
+def test_two_slots_match_a_serial_repro_and_a_failed_run_is_reported(quick_suite, tmp_path, monkeypatch):
+    # the serial reference: the quick suite's `dvc exp run`, one stage at a time with one OpenMP
+    # thread; the slots get one thread each too. The records are compared byte for byte on purpose:
+    # the same computation (same trials, data, batches, thread count) on the same machine is
+    # bit-exact, and a difference would mean a slot ran something else.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    serial = repo_snapshot(tmp_path / "serial")
-    compose(serial)
-    run_dvc("repro", *[f"evaluate@{t}" for t in TRIALS], cwd=serial)
+    serial, _ = quick_suite
 
     project = repo_snapshot(tmp_path / "launched")
-    compose(project, "+runs.digits-vgg.train.lr=1e30")  # a bad param for one run: its loss overflows
+    compose(project, *TINY_DIGITS, "+runs.digits-vgg.train.lr=1e30")  # a bad param for one run: its loss overflows
     out = launch(project, "--devices", "cpu", "--slots-per-device", "2")
     assert out.returncode == 1, out.stdout + out.stderr
     assert "digits-vgg-att2-seed0: done on cpu" in out.stdout
@@ -173,7 +169,7 @@ def test_two_slots_match_a_serial_repro_and_a_failed_run_is_reported(tmp_path, m
     assert "evaluation" not in out.stdout and "fix them and launch again" in out.stderr
     assert "loss became non-finite" in (project / "logs/launch/quick/digits-vgg-seed0.log").read_text()
 
-    compose(project)  # fixed: launching again trains only the failed run, then the rest
+    compose(project, *TINY_DIGITS)  # fixed: launching again trains only the failed run, then the rest
     out = launch(project, "--devices", "cpu", "--slots-per-device", "2")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "runs: 1 to train, 1 up to date" in out.stdout and "digits-vgg-att2-seed0: started" not in out.stdout

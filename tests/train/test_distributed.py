@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -23,20 +22,15 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from lpa.train.checkpoint import save_checkpoint
-from lpa.train.distributed import (GlobalBatchNorm, World, dropout_seed, local_part, synchronise_batchnorm)
+from lpa.train import distributed
+from lpa.train.distributed import (GlobalBatchNorm, World, dropout_seed, local_part, run_on_every_rank,
+                                   synchronise_batchnorm)
 from lpa.train.engine import DeviceData, train
 from lpa.errors import ConfigError
-from tests.conftest import repo_snapshot, sh
+from tests.helpers.run import compose, repo_snapshot, sh
+from tests.helpers.toy_data import toy_arrays
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def toy_arrays(n=96, classes=4, seed=0):
-    rng = np.random.default_rng(seed)
-    labels = np.arange(n) % classes
-    images = rng.normal(0, 1, (n, 3, 32, 32)).astype(np.float32)
-    images[:, 0] += (labels[:, None, None] - classes / 2) / 2
-    return images, labels.astype(np.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -71,6 +65,33 @@ def test_global_batchnorm_alone_is_batchnorm(shape):
         model.train(training)
         torch.testing.assert_close(model(x), plain(x))
     torch.testing.assert_close(model[0].running_var, plain.running_var)
+
+
+def test_a_lone_process_runs_the_job_on_its_own_device_and_leaves_the_group(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    stopped, calls = [], []
+    monkeypatch.setattr(distributed, "stop", lambda: stopped.append(True))
+    monkeypatch.setattr(distributed, "launch_here", lambda *a: pytest.fail("a lone process launched others"))
+    monkeypatch.setattr(distributed, "pick_device", lambda: torch.device("cpu"))
+    run_on_every_rank(lambda world, device: calls.append((world, device)), 1, "auto", "stages.train", ["t"])
+    assert calls == [(World(), torch.device("cpu"))] and stopped == [True]
+
+    def failing(world, device):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_on_every_rank(failing, 1, "auto", "stages.train", ["t"])
+    assert stopped == [True, True]  # left however the job ends
+
+
+def test_asked_for_several_processes_it_launches_them_and_exits_with_their_code(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    launched = []
+    monkeypatch.setattr(distributed, "launch_here", lambda *a: launched.append(a) or 1)
+    monkeypatch.setattr(distributed, "pick_device", lambda: pytest.fail("the launcher took a device"))
+    with pytest.raises(SystemExit) as exit_:
+        run_on_every_rank(lambda world, device: pytest.fail("the launcher trained"), 2, "auto", "stages.train", ["t"])
+    assert exit_.value.code == 1 and launched == [(2, "stages.train", ["t"])]
 
 
 def test_resuming_under_another_process_count_is_one_clear_error(tiny_config, tmp_path):
@@ -157,10 +178,6 @@ TRIAL = "digits-vgg-seed0"
 ERROR_TOLERANCE = 2.0
 
 
-def compose(project: Path, *overrides: str) -> None:
-    sh([sys.executable, "-m", "lpa.config", "compose", *DIGITS_VGG, *overrides], project)
-
-
 def stage(project: Path, name: str, *args: str, **kw) -> subprocess.CompletedProcess:
     return sh([sys.executable, "-m", f"stages.{name}", *args], project, **kw)
 
@@ -169,7 +186,7 @@ def stage(project: Path, name: str, *args: str, **kw) -> subprocess.CompletedPro
 def project(tmp_path_factory) -> Path:
     """The digits data prepared, and the single-process run's model and metrics set aside."""
     project = repo_snapshot(tmp_path_factory.mktemp("ddp"))
-    compose(project)
+    compose(project, *DIGITS_VGG)
     stage(project, "download", "digits")
     stage(project, "preprocess", "digits")
     stage(project, "train", TRIAL)
@@ -189,7 +206,7 @@ def steps_taken(model_file: Path) -> set[int]:
 
 @pytest.mark.slow
 def test_two_processes_train_resume_and_write_once(project: Path):
-    compose(project, "train.distributed.processes=2")
+    compose(project, *DIGITS_VGG, "train.distributed.processes=2")
     ckpt = project / f"checkpoints/quick/{TRIAL}/last.pt"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("LPA_TRACEBACK", None)
@@ -233,14 +250,14 @@ def test_two_processes_train_resume_and_write_once(project: Path):
 def test_resuming_with_another_process_count_says_so(project: Path):
     ckpt = project / f"checkpoints/quick/{TRIAL}/last.pt"
     # a checkpoint of one process: start a single-process run and crash it after its first epoch
-    compose(project, "train.epochs=6")
+    compose(project, *DIGITS_VGG, "train.epochs=6")
     proc = subprocess.Popen([sys.executable, "-m", "stages.train", TRIAL], cwd=project, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     while not ckpt.exists() and proc.poll() is None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    compose(project, "train.distributed.processes=2", "train.epochs=6")
+    compose(project, *DIGITS_VGG, "train.distributed.processes=2", "train.epochs=6")
     out = stage(project, "train", TRIAL, check=False)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]

@@ -7,27 +7,25 @@ derived `trial_groups`.
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import lpa.config.run as lpa_config
 from lpa.config.run import check_params, expected_trial_groups, expected_trials, resolve_trial
-from lpa.data.conversion import ImageConversion
-from lpa.data.transforms import Transform
-from lpa.train.engine import DeviceData, build_for_training, train
+from lpa.train.engine import build_for_training, train
 from lpa.errors import ConfigError
-from lpa.train.modelfile import read_model_file, save_model
+from lpa.train.modelfile import read_model_file
 from lpa.models import probe
 from lpa.train.engine import apply_warm_start
 from lpa.train.warm_start import class_specific_keys, plan_warm_start
+from tests.helpers.checks import one_line
+from tests.helpers.models import identity_preprocessing, numbered_classes, save_model_file
+from tests.helpers.toy_data import toy_data
 
 CPU = torch.device("cpu")
-WIDTH = 0.125
 CONV = "backbone.block1.0.weight"  # the first conv of the attention VGGs: never class-specific
 CLASSIFIER = ["attention.classifier.fc.bias", "attention.classifier.fc.weight"]
 
@@ -44,13 +42,6 @@ def derive(params: dict) -> dict:
         if f"{kind}_pairs" in params and expected_pairs is not None:
             params[f"{kind}_pairs"] = expected_pairs(params, kind)
     return params
-
-
-@pytest.fixture
-def params(quick_params) -> dict:
-    p = copy.deepcopy(quick_params)
-    p["model"]["width"] = WIDTH
-    return p
 
 
 def run_config(params, name, model_name, dataset="cifar100", init_from=None, model_options=None,
@@ -79,10 +70,8 @@ def perturbed_parent(config, num_classes, input_size, path: Path, seed=123) -> t
         else:
             state[key] = value + 0.5 * torch.randn(value.shape, generator=gen)
     model.load_state_dict(state)
-    transform = Transform("standardize", (3, input_size, input_size), mean=np.zeros(3, np.float32),
-                          std=np.ones(3, np.float32))
-    save_model(path, model, config, num_classes, [f"c{k}" for k in range(num_classes)], input_size,
-               {"conversion": ImageConversion("rgb", input_size).to_dict(), "transform": transform.to_bytes()})
+    save_model_file(path, config, identity_preprocessing("rgb", input_size), model=model,
+                    classes=numbered_classes(num_classes), input_size=input_size)
     return path, read_model_file(path)
 
 
@@ -100,14 +89,14 @@ def seeded_model(config, num_classes, input_size):
     ("vgg-att2", CLASSIFIER),
     ("vgg-att3", CLASSIFIER),
 ])
-def test_class_specific_keys_are_the_final_classifier(params, model, keys):
-    config = run_config(params, "r", model)
+def test_class_specific_keys_are_the_final_classifier(tiny_params, model, keys):
+    config = run_config(tiny_params, "r", model)
     assert sorted(class_specific_keys(config, 10, 32)) == keys
     assert sorted(class_specific_keys(config, 200, 80)) == keys
 
 
-def test_class_specific_keys_in_the_indep_mode_are_each_levels_classifier(params):
-    config = run_config(params, "r", "vgg-att2", attention={"g_mode": "indep"})
+def test_class_specific_keys_in_the_indep_mode_are_each_levels_classifier(tiny_params):
+    config = run_config(tiny_params, "r", "vgg-att2", attention={"g_mode": "indep"})
     keys = sorted(class_specific_keys(config, 10, 32))
     assert keys == ["attention.classifier.heads.0.3.bias", "attention.classifier.heads.0.3.weight",
                     "attention.classifier.heads.1.3.bias", "attention.classifier.heads.1.3.weight"]
@@ -118,11 +107,11 @@ def test_class_specific_keys_in_the_indep_mode_are_each_levels_classifier(params
 # ----------------------------------------------------------------------------- the CUB case
 
 @pytest.fixture
-def cub_case(params, tmp_path):
+def cub_case(tiny_params, tmp_path):
     """cifar-att3 (10 classes, 32x32) -> cub-att3 (200 classes, 80x80), as the paper suite's CUB runs."""
-    parent_config = run_config(params, "cifar-att3", "vgg-att3")
+    parent_config = run_config(tiny_params, "cifar-att3", "vgg-att3")
     path, parent = perturbed_parent(parent_config, 10, 32, tmp_path / "models/s/cifar-att3-seed0/model.pt")
-    config = run_config(params, "cub-att3", "vgg-att3", dataset="cub200", init_from="cifar-att3")
+    config = run_config(tiny_params, "cub-att3", "vgg-att3", dataset="cub200", init_from="cifar-att3")
     return config, path, parent
 
 
@@ -171,10 +160,10 @@ def test_the_record_says_what_was_loaded(cub_case):
     assert json.loads(json.dumps(record)) == record  # JSON-able (config.json's environment.init_from)
 
 
-def test_same_number_of_classes_still_reinitialises_the_classifier(params, tmp_path):
-    parent_config = run_config(params, "a", "vgg-att2", dataset="digits")
+def test_same_number_of_classes_still_reinitialises_the_classifier(tiny_params, tmp_path):
+    parent_config = run_config(tiny_params, "a", "vgg-att2", dataset="digits")
     path, parent = perturbed_parent(parent_config, 10, 32, tmp_path / "a.pt")
-    config = run_config(params, "b", "vgg-att2", dataset="cifar10", init_from="a")
+    config = run_config(tiny_params, "b", "vgg-att2", dataset="cifar10", init_from="a")
     load, record = plan_warm_start(config, 10, 32, parent, str(path))
     assert record["reinitialised"] == CLASSIFIER and not set(CLASSIFIER) & set(load)
     child = seeded_model(config, 10, 32)
@@ -187,10 +176,10 @@ def test_same_number_of_classes_still_reinitialises_the_classifier(params, tmp_p
     assert torch.equal(child.state_dict()[CONV], parent["state_dict"][CONV])
 
 
-def test_indep_mode_reinitialises_every_levels_classifier(params, tmp_path):
-    parent_config = run_config(params, "a", "vgg-att2", attention={"g_mode": "indep"})
+def test_indep_mode_reinitialises_every_levels_classifier(tiny_params, tmp_path):
+    parent_config = run_config(tiny_params, "a", "vgg-att2", attention={"g_mode": "indep"})
     path, parent = perturbed_parent(parent_config, 10, 32, tmp_path / "a.pt")
-    config = run_config(params, "b", "vgg-att2", dataset="cub200", init_from="a", attention={"g_mode": "indep"})
+    config = run_config(tiny_params, "b", "vgg-att2", dataset="cub200", init_from="a", attention={"g_mode": "indep"})
     load, record = plan_warm_start(config, 200, 80, parent, str(path))
     assert record["reinitialised"] == sorted(class_specific_keys(config, 200, 80))
     assert len(record["reinitialised"]) == 4 and not set(record["reinitialised"]) & set(load)
@@ -200,16 +189,10 @@ def test_indep_mode_reinitialises_every_levels_classifier(params, tmp_path):
 
 # ----------------------------------------------------------------------------- parents that do not fit
 
-def one_line(err) -> str:
-    msg = str(err.value)
-    assert "\n" not in msg
-    return msg
-
-
-def test_another_width_is_one_error_naming_the_tensors(params, tmp_path):
-    parent_config = run_config(params, "a", "vgg-att2")
+def test_another_width_is_one_error_naming_the_tensors(tiny_params, tmp_path):
+    parent_config = run_config(tiny_params, "a", "vgg-att2")
     path, parent = perturbed_parent(parent_config, 10, 32, tmp_path / "a.pt")
-    config = run_config(params, "b", "vgg-att2", init_from="a", model_options={"width": 0.25})
+    config = run_config(tiny_params, "b", "vgg-att2", init_from="a", model_options={"width": 0.25})
     with pytest.raises(ConfigError) as err:
         plan_warm_start(config, 10, 32, parent, str(path))
     msg = one_line(err)
@@ -219,10 +202,10 @@ def test_another_width_is_one_error_naming_the_tensors(params, tmp_path):
     assert "init_from needs the same model and options" in msg
 
 
-def test_another_model_is_one_error_naming_the_tensors(params, tmp_path):
-    parent_config = run_config(params, "a", "vgg-att3")
+def test_another_model_is_one_error_naming_the_tensors(tiny_params, tmp_path):
+    parent_config = run_config(tiny_params, "a", "vgg-att3")
     path, parent = perturbed_parent(parent_config, 10, 32, tmp_path / "a.pt")
-    config = run_config(params, "b", "vgg-att2", init_from="a")
+    config = run_config(tiny_params, "b", "vgg-att2", init_from="a")
     with pytest.raises(ConfigError) as err:
         plan_warm_start(config, 10, 32, parent, str(path))
     msg = one_line(err)
@@ -234,18 +217,18 @@ def test_another_model_is_one_error_naming_the_tensors(params, tmp_path):
     assert "init_from needs the same model" in msg
 
 
-def test_another_compatibility_function_names_the_missing_tensors(params, tmp_path):
-    parent_config = run_config(params, "a", "vgg-att2", attention={"compat": "dp"})
+def test_another_compatibility_function_names_the_missing_tensors(tiny_params, tmp_path):
+    parent_config = run_config(tiny_params, "a", "vgg-att2", attention={"compat": "dp"})
     path, parent = perturbed_parent(parent_config, 10, 32, tmp_path / "a.pt")
-    config = run_config(params, "b", "vgg-att2", init_from="a")  # compat pc: a learned u per level
+    config = run_config(tiny_params, "b", "vgg-att2", init_from="a")  # compat pc: a learned u per level
     with pytest.raises(ConfigError) as err:
         plan_warm_start(config, 10, 32, parent, str(path))
     msg = one_line(err)
     assert "2 are missing there: attention.levels.0.u.weight, attention.levels.1.u.weight" in msg
     assert "differ in shape" not in msg and "no place here" not in msg
     # and the other way round: the parent's u has no place in a dp child
-    path2, parent2 = perturbed_parent(run_config(params, "c", "vgg-att2"), 10, 32, tmp_path / "c.pt")
-    config2 = run_config(params, "d", "vgg-att2", init_from="c", attention={"compat": "dp"})
+    path2, parent2 = perturbed_parent(run_config(tiny_params, "c", "vgg-att2"), 10, 32, tmp_path / "c.pt")
+    config2 = run_config(tiny_params, "d", "vgg-att2", init_from="c", attention={"compat": "dp"})
     with pytest.raises(ConfigError) as err:
         plan_warm_start(config2, 10, 32, parent2, str(path2))
     assert "2 have no place here: attention.levels.0.u.weight, attention.levels.1.u.weight" in one_line(err)
@@ -253,21 +236,15 @@ def test_another_compatibility_function_names_the_missing_tensors(params, tmp_pa
 
 # ----------------------------------------------------------------------------- the engine starts from the parent
 
-def toy_data(n=32, seed=0) -> DeviceData:
-    rng = np.random.default_rng(seed)
-    return DeviceData.from_arrays(rng.normal(size=(n, 3, 32, 32)).astype(np.float32),
-                                  (np.arange(n) % 10).astype(np.int64), CPU)
-
-
-def test_training_starts_from_the_parents_weights(params, tmp_path):
-    parent_config = run_config(params, "a", "vgg-att2")
+def test_training_starts_from_the_parents_weights(tiny_params, tmp_path):
+    parent_config = run_config(tiny_params, "a", "vgg-att2")
     path, parent = perturbed_parent(parent_config, 10, 32, tmp_path / "a.pt")
     # an lr so small that one epoch leaves every weight where it started
-    params["train"].update({"epochs": 1, "batch_size": 16, "lr": 1e-12, "momentum": 0.0, "weight_decay": 0.0,
+    tiny_params["train"].update({"epochs": 1, "batch_size": 16, "lr": 1e-12, "momentum": 0.0, "weight_decay": 0.0,
                             "checkpoint_every": 0, "eval_batch_size": 64})
-    config = run_config(params, "b", "vgg-att2", init_from="a")
+    config = run_config(tiny_params, "b", "vgg-att2", init_from="a")
     load, _ = plan_warm_start(config, 10, 32, parent, str(path))
-    result = train(config, toy_data(), 10, progress=False, init_state=load)
+    result = train(config, toy_data(n=32), 10, progress=False, init_state=load)
     trained = result.model.state_dict()
     fresh = seeded_model(config, 10, 32).state_dict()
     for key in (CONV, "backbone.head.6.weight", "attention.levels.0.u.weight"):
@@ -277,7 +254,7 @@ def test_training_starts_from_the_parents_weights(params, tmp_path):
         assert torch.allclose(trained[key], fresh[key], atol=1e-6), key
         assert not torch.allclose(trained[key], parent["state_dict"][key], atol=1e-2), key
     # and without init_state the same run starts from its seeded init
-    plain = train(config, toy_data(), 10, progress=False).model.state_dict()
+    plain = train(config, toy_data(n=32), 10, progress=False).model.state_dict()
     assert torch.allclose(plain[CONV], fresh[CONV], atol=1e-6)
 
 
@@ -297,8 +274,8 @@ def spec(init_from=None, seeds=None, model="vgg-att2") -> dict:
     return s
 
 
-def test_a_valid_init_from_passes_and_is_a_finetune_trial(params):
-    p = with_runs(params, **{"digits-ft": spec("digits-vgg-att2")})
+def test_a_valid_init_from_passes_and_is_a_finetune_trial(tiny_params):
+    p = with_runs(tiny_params, **{"digits-ft": spec("digits-vgg-att2")})
     check_params(p)
     groups = expected_trial_groups(p)
     assert groups["finetune"] == {"digits-ft-seed0": {"dataset": "digits", "init_trial": "digits-vgg-att2-seed0"}}
@@ -308,9 +285,9 @@ def test_a_valid_init_from_passes_and_is_a_finetune_trial(params):
     assert resolve_trial(p, "digits-vgg-seed0")["init_from"] is None
 
 
-def test_finetune_trials_start_from_the_parents_trial_of_the_same_seed(params):
-    params["seeds"] = [0, 1]
-    p = with_runs(params, **{"digits-ft": spec("digits-vgg-att2", seeds=[1])})
+def test_finetune_trials_start_from_the_parents_trial_of_the_same_seed(tiny_params):
+    tiny_params["seeds"] = [0, 1]
+    p = with_runs(tiny_params, **{"digits-ft": spec("digits-vgg-att2", seeds=[1])})
     check_params(p)
     groups = expected_trial_groups(p)
     assert groups["finetune"] == {"digits-ft-seed1": {"dataset": "digits", "init_trial": "digits-vgg-att2-seed1"}}
@@ -330,20 +307,20 @@ def test_finetune_trials_start_from_the_parents_trial_of_the_same_seed(params):
     ({"digits-ft": spec("digits-vgg-att2", seeds=[0, 1])},
      "runs.digits-ft starts each seed from the same seed of runs.digits-vgg-att2, which has no seed(s) [1]"),
 ])
-def test_bad_init_from_is_a_config_error(params, runs, says):
-    p = with_runs(params, **runs)
+def test_bad_init_from_is_a_config_error(tiny_params, runs, says):
+    p = with_runs(tiny_params, **runs)
     with pytest.raises(ConfigError) as err:
         check_params(p)
     assert says in one_line(err)
 
 
-def test_init_from_is_checked_before_the_derived_trials(params):
+def test_init_from_is_checked_before_the_derived_trials(tiny_params):
     """A stale `trials` is not what the error is about when init_from is wrong."""
-    params["runs"]["digits-ft"] = spec("nobody")  # trials / trial_groups left as composed
+    tiny_params["runs"]["digits-ft"] = spec("nobody")  # trials / trial_groups left as composed
     with pytest.raises(ConfigError, match=r"runs\.digits-ft\.init_from='nobody'"):
-        check_params(params)
+        check_params(tiny_params)
 
 
-def test_a_parent_with_the_seed_passes(params):
-    params["seeds"] = [0, 1, 2]
-    check_params(with_runs(params, **{"digits-ft": spec("digits-vgg-att2", seeds=[0, 2])}))
+def test_a_parent_with_the_seed_passes(tiny_params):
+    tiny_params["seeds"] = [0, 1, 2]
+    check_params(with_runs(tiny_params, **{"digits-ft": spec("digits-vgg-att2", seeds=[0, 2])}))
