@@ -100,6 +100,11 @@ def test_attention_override_reruns_training_and_is_recorded(repo: Path):
     assert all(f'"{name}"' in shown for name in names)
     diff = json.loads(run_dvc("metrics", "diff", names[0], names[1], "--json", cwd=repo).stdout)
     assert "reports/quick/runs/digits-vgg-att2-seed0/metrics.json" in diff or "reports/quick/summary.json" in diff
+    # the README's baseline workflow: `dvc metrics diff` against the committed records shows the
+    # ablation's change per trial
+    changed = json.loads(run_dvc("metrics", "diff", "--json", cwd=repo).stdout)["reports/quick/summary.json"]
+    key = "trials.digits-vgg-att2-seed0.top1_error"
+    assert key in changed and changed[key]["old"] != changed[key]["new"], changed
 
 
 def test_a_killed_training_stage_resumes_from_its_checkpoint(repo: Path):

@@ -1,6 +1,6 @@
-"""End to end through DVC, the README's workflows, each in its own temporary git repository made
-from this tree: a new seed, a committed baseline and `dvc metrics diff`, and what `dvc repro`
-plans for the CPU-scale and the paper suites. (test_pipeline.py: one quick-suite run, shared.)
+"""End to end through DVC, the README's workflows: a new seed (on a copy of the shared quick-suite
+run, tests/conftest.py), and what `dvc repro` plans for the CPU-scale and the paper suites. The
+committed-baseline `dvc metrics diff` is checked with the ablation in test_pipeline.py.
 """
 from __future__ import annotations
 
@@ -11,16 +11,15 @@ import pytest
 import yaml
 
 from lpa.config.params import compose_params_yaml
-from tests.helpers.run import DIGITS_ONLY, REPO, TINY, exp_run, repo_snapshot, run_dvc, sh
+from tests.helpers.run import DIGITS_ONLY, REPO, TINY, copy_repo, exp_run, repo_snapshot, run_dvc
 
 pytestmark = pytest.mark.slow
 
 
-def test_adding_a_seed_runs_only_the_new_seed_and_the_report(tmp_path: Path):
-    repo = repo_snapshot(tmp_path)
-    small = [*TINY, *DIGITS_ONLY, "train.epochs=1", "~runs.digits-vgg-att2"]
-    exp_run(repo, *small)
-    out = exp_run(repo, *small, "seeds=[0,1]")
+def test_adding_a_seed_runs_only_the_new_seed_and_the_report(quick_suite, tmp_path: Path):
+    # from the shared quick-suite run (tests/conftest.py): seed 0 of every run is already there
+    repo = copy_repo(quick_suite[0], tmp_path / "repo")
+    out = exp_run(repo, *TINY, *DIGITS_ONLY, "~runs.digits-vgg-att2", "seeds=[0,1]")
     log = out.stdout + out.stderr
     ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage '")}
     assert ran == {"train@digits-vgg-seed1", "evaluate@digits-vgg-seed1", "robustness@digits-vgg-seed1",
@@ -29,20 +28,6 @@ def test_adding_a_seed_runs_only_the_new_seed_and_the_report(tmp_path: Path):
     assert set(summary["trials"]) == {"digits-vgg-seed0", "digits-vgg-seed1"}
     stats = summary["runs"]["digits-vgg"]
     assert stats["n"] == 2 and stats["top1_error"]["ci95_low"] <= stats["top1_error"]["mean"] <= stats["top1_error"]["ci95_high"]
-
-
-def test_committed_baseline_diff_shows_the_change_per_trial(tmp_path: Path):
-    """The README's workflow: records committed as the baseline; an ablation; `dvc metrics diff`."""
-    repo = repo_snapshot(tmp_path)
-    small = [*TINY, *DIGITS_ONLY, "train.epochs=1", "~runs.digits-vgg"]
-    exp_run(repo, *small)
-    sh(["git", "add", "-A"], repo)
-    sh(["git", "commit", "-qm", "quick baseline"], repo)
-    exp_run(repo, *small, "attention.compat=dp")
-    diff = json.loads(run_dvc("metrics", "diff", "--json", cwd=repo).stdout)
-    changed = diff["reports/quick/summary.json"]
-    key = "trials.digits-vgg-att2-seed0.top1_error"
-    assert key in changed and changed[key]["old"] != changed[key]["new"], changed
 
 
 def test_cifar_cpu_suite_plans_exactly_its_stages(tmp_path: Path):
