@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -155,3 +156,10 @@ def move_aside(path: Path | str, reason: str) -> Path:
         target = path.with_name(f"{path.name}.{reason}.{n}")
     os.replace(path, target)
     return target
+
+
+def write_figure(fig, path: str | Path) -> Path:
+    """A matplotlib figure (anything with `savefig`) as a PNG at `path`, atomically (write_bytes)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return write_bytes(path, buffer.getvalue())

@@ -2,7 +2,6 @@
 full-scale number marked, one panel per dataset (reports/<suite>/intervals.png)."""
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lpa.files import write_bytes
+from lpa.files import write_figure
 
 
 def save_interval_figure(table: pd.DataFrame, runs: pd.DataFrame, path: str | Path, title: str = "") -> Path:
@@ -56,6 +55,4 @@ def save_interval_figure(table: pd.DataFrame, runs: pd.DataFrame, path: str | Pa
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_bytes(path, buf.getvalue())
+    return write_figure(fig, path)

@@ -6,7 +6,6 @@ reports/<suite>/segmentation-<name>-grid.png.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lpa.files import write_bytes
+from lpa.files import write_figure
 
 # written by lpa.experiments.segmentation (FIRST_IMAGES_FILE); lpa.report stays torch-free, so not imported
 FIRST_IMAGES_FILE = "first_images.npz"
@@ -67,6 +66,4 @@ def save_overlay_grid(sources: Mapping[str, Path], path: Path, title: str = "") 
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_bytes(path, buf.getvalue())
+    return write_figure(fig, path)

@@ -4,7 +4,6 @@ one figure per dataset with the attention runs and their baselines, as the paper
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lpa.config.experiment_options import epsilon_key, key_epsilon
-from lpa.files import write_bytes
+from lpa.files import write_figure
 from lpa.report.records import read_record, trial_columns
 
 RECORD = "robustness.json"
@@ -96,7 +95,5 @@ def save_robustness_figures(summary: pd.DataFrame, out_dir: Path, title: str = "
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, title="solid: attention, dashed: baseline", title_fontsize=8)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        written.append(write_bytes(Path(out_dir) / f"{dataset}.png", buf.getvalue()))
+        written.append(write_figure(fig, Path(out_dir) / f"{dataset}.png"))
     return written

@@ -4,7 +4,6 @@ centre prior). Used for the transfer accuracy and the Jaccard index (reports/<su
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from lpa.files import write_bytes
+from lpa.files import write_figure
 from lpa.report.stats import summarize
 
 Panel = tuple[str, Sequence[tuple[str, Sequence[float]]]]   # (title, [(row label, per-seed values)])
@@ -61,6 +60,4 @@ def save_seed_figure(panels: Sequence[Panel], xlabel: str, path: str | Path, tit
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0.07 if len(axes) else 0, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_bytes(path, buf.getvalue())
+    return write_figure(fig, path)
