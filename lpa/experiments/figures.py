@@ -14,7 +14,6 @@ processed split (or ``apply_saved_transform`` on the raw images).
 """
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from lpa.experiments.metrics import to_numpy
-from lpa.files import write_bytes
+from lpa.files import write_figure
 
 GRID = 4  # 4 x 4 images per PNG
 ALPHA = 0.5
@@ -179,9 +178,7 @@ def save_attention_overlays(images_uint8: Any, maps: Sequence[Any] | None, out_d
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.12, top=0.92, wspace=0.06, hspace=0.28)
         _colorbar(fig, (0.3, 0.07, 0.4, 0.018), "attention weight, scaled to [0, 1] per image (absolute scales "
                                                 "differ between levels and images)")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        written.append(write_bytes(out_dir / f"level{level}.png", buf.getvalue()))
+        written.append(write_figure(fig, out_dir / f"level{level}.png"))
     return written
 
 
@@ -216,6 +213,4 @@ def save_prediction_figure(picture: np.ndarray, maps: Sequence[Any], path: str |
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.26 if maps else 0.03, top=0.84, wspace=0.04)
     if maps:
         _colorbar(fig, (0.3, 0.14, 0.4, 0.03), "attention weight, scaled to [0, 1] per map")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_bytes(Path(path), buf.getvalue())
+    return write_figure(fig, Path(path))

@@ -28,7 +28,7 @@ from lpa.data.masks import MaskedImage, read_mask_dataset
 from lpa.train.device import pick_device
 from lpa.errors import ConfigError
 from lpa.experiments.figures import ALPHA, CMAP, upsample_maps
-from lpa.files import atomic_path, write_bytes, write_json
+from lpa.files import atomic_path, write_bytes, write_figure, write_json
 from lpa.train.modelfile import TrainedModel, load_trained
 
 # the first images' photo, mask and thresholded maps, small, for the report's grid across methods
@@ -120,9 +120,7 @@ def save_group_figure(items: Sequence[MaskedImage], maps: Sequence[np.ndarray], 
             ax.set_title(label, fontsize=8)
             ax.set_axis_off()
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return write_bytes(path, buf.getvalue())
+    return write_figure(fig, path)
 
 
 def _thumbnail(a: np.ndarray, resample: Image.Resampling) -> np.ndarray:

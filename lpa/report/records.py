@@ -34,7 +34,8 @@ def load_trial(trial_dir: str | Path) -> dict:
     if not isinstance(config.get("model"), Mapping) or "name" not in config["model"] or "dataset" not in config:
         raise DamagedFileError(f"{trial_dir / 'config.json'} is not a resolved run config; "
                                f"re-run `dvc repro -f train@{trial_dir.name}`")
-    if not isinstance(metrics_of_test_split(metrics), Mapping) or "top1_error" not in metrics_of_test_split(metrics):
+    test = metrics_of_test_split(metrics)
+    if not isinstance(test, Mapping) or "top1_error" not in test:
         raise DamagedFileError(f"{trial_dir / 'metrics.json'} has no test.top1_error; "
                                f"re-run `dvc repro -f evaluate@{trial_dir.name}`")
     return {"run": config.get("run", trial_dir.name), "trial": config.get("trial", trial_dir.name),

@@ -342,8 +342,8 @@ def epoch_steps(config: Mapping, n: int, world: World) -> int:
     # drop_last would (one process: a last batch of 1 image; two: of 1..3 images; ...)
     steps = n // bs if cfg["drop_last"] or 0 < n % bs < 2 * world.size else math.ceil(n / bs)
     if steps == 0:
-        raise ConfigError(f"run {config['run']}: {n} training images is fewer than one batch of {bs} "
-                          "with train.drop_last=true; lower train.batch_size")
+        raise ConfigError(f"run {config['run']}: {n} training images make no full batch of {bs} (train.drop_last, "
+                          "or a last batch of under 2 images per process, is dropped); lower train.batch_size")
     return steps
 
 

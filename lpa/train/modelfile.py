@@ -7,23 +7,23 @@ the train stage; resumable training state is lpa.train.checkpoint's, outside DVC
 from __future__ import annotations
 
 import functools
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from lpa.train.checkpoint import TORCH_LOAD_ERRORS, load_error_reason
+from lpa.train.checkpoint import TORCH_LOAD_ERRORS, atomic_torch_save, load_error_reason
 from lpa.data.arrays import read_meta
 from lpa.data.conversion import ImageConversion, conversion_for
 from lpa.data.transforms import Transform, load_transform
 from lpa.train.device import autocast_dtype
 from lpa.train.engine import build_for_training, predict
 from lpa.errors import DamagedFileError
-from lpa.files import write_bytes
 
-FORMAT = "lpa.model/2"  # 2: the preprocessing travels with the weights  # bumped when the saved record changes; older files are refused, not misread
+# bumped when the saved record changes (2: the preprocessing travels with the weights); older files
+# are refused, not misread
+FORMAT = "lpa.model/2"
 KEYS = ("format", "config", "num_classes", "classes", "input_size", "preprocessing", "state_dict")
 # the train settings that rebuilding and evaluating a saved model read from its config
 CONFIG_TRAIN_KEYS = ("channels_last", "precision", "eval_batch_size")
@@ -40,11 +40,9 @@ def preprocessing_record(processed_dir: Path, meta: Mapping | None = None) -> di
 def save_model(path: Path, model: torch.nn.Module, config: dict, num_classes: int, classes: list,
                input_size: int, preprocessing: dict) -> None:
     """Write the model file atomically (a crash never leaves half a file where DVC looks)."""
-    buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "config": config, "num_classes": num_classes, "classes": classes,
-                "input_size": input_size, "preprocessing": preprocessing, "state_dict": model.state_dict()},
-               buffer)
-    write_bytes(path, buffer.getbuffer(), "model file")
+    atomic_torch_save({"format": FORMAT, "config": config, "num_classes": num_classes, "classes": classes,
+                       "input_size": input_size, "preprocessing": preprocessing, "state_dict": model.state_dict()},
+                      path, "model file")
 
 
 def model_preprocessing(saved: Mapping, path: Path) -> tuple[ImageConversion, Transform]:

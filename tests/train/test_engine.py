@@ -107,7 +107,7 @@ def test_non_finite_loss_later_in_training_names_that_epoch(tiny_config):
 
 
 def test_batch_bigger_than_the_data_is_a_clear_error(tiny_config):
-    with pytest.raises(ValueError, match="fewer than one batch"):
+    with pytest.raises(ValueError, match="make no full batch of"):
         train(tiny_config(batch_size=64), toy_data(n=40), 10, progress=False)
 
 
