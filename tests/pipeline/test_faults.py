@@ -174,7 +174,7 @@ def test_a_full_disk_at_the_model_write_keeps_the_checkpoint_and_the_rerun_resum
         return real(path, data, what)
 
     monkeypatch.setattr(files, "write_bytes", model_does_not_fit)
-    monkeypatch.setattr("lpa.train.modelfile.write_bytes", model_does_not_fit)
+    monkeypatch.setattr("lpa.train.checkpoint.write_bytes", model_does_not_fit)  # the model file's writer
     errors = run_stage_in_process(monkeypatch, capsys, stages.train, TRIAL, digits)
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot write model file models/quick/{TRIAL}/model.pt: "
                                                      "no space left on device: it needs "), errors

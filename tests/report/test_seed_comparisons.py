@@ -240,8 +240,8 @@ def test_first_images_file_name_matches_the_stage():
 # ----------------------------------------------------------------------------- the whole report
 
 def test_quick_records_render_with_every_linked_figure(tmp_path):
-    """The committed quick records (made before these sections existed) render: every figure that
-    results.md links exists next to it."""
+    """The committed quick records render: every figure that results.md links exists next to it,
+    and the attention runs' map statistics (evaluate's attention_stats) reach summary.json."""
     runs = REPO / "reports" / "quick" / "runs"
     if not runs.is_dir():
         pytest.skip("no committed quick records")
@@ -257,4 +257,7 @@ def test_quick_records_render_with_every_linked_figure(tmp_path):
         assert (out / link).read_bytes()[:8] == PNG, link
     assert "### Over seeds: Jaccard index" in md and "## What the attention maps do" in md
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["attention_maps"] == {}      # records made before evaluate wrote attention_stats
+    attention_runs = {r.rsplit("-seed", 1)[0] for r in trials if "-att" in r}
+    assert set(summary["attention_maps"]) == attention_runs
+    for levels in summary["attention_maps"].values():
+        assert all(0 < s["max_weight"] <= 1 and s["entropy"] >= 0 for s in levels.values())
