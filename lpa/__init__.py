@@ -11,7 +11,9 @@ The packages are layers; a module imports its own layer and the ones below it, n
     lpa.models             the attention module, the backbones, the registry
     lpa.data               official sources in, contract-format arrays out
     lpa.config             params.yaml -> validated, resolved run configs (torch-free)
-    lpa.errors, lpa.files, lpa.layout   leaves: user errors, atomic writes, where outputs live
+    lpa.errors, lpa.files, lpa.layout, lpa.thumbnails
+                           leaves: user errors, atomic writes, where outputs live, the
+                           segmentation thumbnails' format
 
 Each package's docstring is its map. Every package __init__ is deliberately light, so that a
 stage's import closure, and with it its dvc.yaml deps, stays its own.

@@ -17,7 +17,7 @@ PACKAGES = ("lpa", "stages")
 # The layers, bottom first: a module may import its own layer and the layers below it, never one
 # above. The one place the order is declared (lpa/__init__.py's docstring draws it).
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("lpa", "lpa.errors", "lpa.files", "lpa.layout"),  # leaves
+    ("lpa", "lpa.errors", "lpa.files", "lpa.layout", "lpa.thumbnails"),  # leaves
     ("lpa.config",),
     ("lpa.data",),
     ("lpa.models",),

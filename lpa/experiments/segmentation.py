@@ -14,7 +14,6 @@ folders, or an extracted lpa dataset with masks) are read by lpa.data.masks.read
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,13 +27,10 @@ from lpa.data.masks import MaskedImage, read_mask_dataset
 from lpa.train.device import pick_device
 from lpa.errors import ConfigError
 from lpa.experiments.figures import ALPHA, CMAP, upsample_maps
-from lpa.files import atomic_path, write_bytes, write_figure, write_json
+from lpa.files import atomic_path, write_figure, write_json
+from lpa.thumbnails import FOLDER as THUMBNAILS, Thumbnail, save_thumbnails
 from lpa.train.modelfile import TrainedModel, load_trained
 
-# the first images' photo, mask and thresholded maps, small, for the report's grid across methods
-# (lpa.report.overlay_grid): written next to the per-class figures
-FIRST_IMAGES_FILE = "first_images.npz"
-THUMBNAIL_SIDE = 128   # pixels on the longer side: a grid cell, not a measurement
 
 
 # -- maps -----------------------------------------------------------------------------------------
@@ -123,36 +119,12 @@ def save_group_figure(items: Sequence[MaskedImage], maps: Sequence[np.ndarray], 
     return write_figure(fig, path)
 
 
-def _thumbnail(a: np.ndarray, resample: Image.Resampling) -> np.ndarray:
-    """`a` (H x W [x 3], uint8 or bool) shrunk to THUMBNAIL_SIDE on its longer side (never enlarged)."""
-    h, w = a.shape[:2]
-    scale = min(1.0, THUMBNAIL_SIDE / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    picture = Image.fromarray(a.astype(np.uint8) * 255 if a.dtype == bool else a)
-    small = np.asarray(picture.resize(size, resample))
-    return small >= 128 if a.dtype == bool else small
-
-
-def save_first_images(items: Sequence[MaskedImage], binary: Sequence[np.ndarray], prior: Sequence[np.ndarray],
-                      scores: Sequence[float], path: Path) -> Path:
-    """`path` (.npz): per image i of `items`, image<i> (uint8 thumbnail), mask<i>, binary<i> (the
-    thresholded map), prior<i> (the thresholded centre prior), and names and jaccard (per image)."""
-    arrays = {"names": np.asarray([it.name for it in items]), "jaccard": np.asarray(scores, dtype=np.float64)}
-    for i, (item, b, c) in enumerate(zip(items, binary, prior)):
-        arrays.update({f"image{i}": _thumbnail(np.asarray(item.image, dtype=np.uint8), Image.Resampling.BILINEAR),
-                       f"mask{i}": _thumbnail(item.mask, Image.Resampling.NEAREST),
-                       f"binary{i}": _thumbnail(b, Image.Resampling.NEAREST),
-                       f"prior{i}": _thumbnail(c, Image.Resampling.NEAREST)})
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    return write_bytes(path, buf.getvalue())
-
-
 def segmentation_run(model_file: Path, dataset_root: Path, metrics_path: Path, figures_dir: Path,
                      settings: Mapping) -> dict:
     """Everything `segment@<trial>-on-<name>` writes: the Jaccard index per class and its mean, for
     the run's maps and the centre prior (metrics_path), one figure per class (figures_dir) and the
-    first `figure_images` images' thumbnails for the report's grid (figures_dir/FIRST_IMAGES_FILE)."""
+    first `figure_images` images' thumbnails for the report's grid (figures_dir/first_images/,
+    lpa.thumbnails)."""
     device = pick_device()
     trained = load_trained(model_file, device)
     items = read_mask_dataset(dataset_root)
@@ -184,7 +156,6 @@ def segmentation_run(model_file: Path, dataset_root: Path, metrics_path: Path, f
                                   f"threshold {threshold}")
         if n:
             first = list(range(min(n, len(items))))
-            save_first_images([items[i] for i in first], [binary[i] for i in first],
-                              [prior_masks[items[i].mask.shape] for i in first],
-                              [scores["model"][i] for i in first], tmp / FIRST_IMAGES_FILE)
+            save_thumbnails([Thumbnail(items[i].name, scores["model"][i], items[i].image, items[i].mask, binary[i],
+                                       prior_masks[items[i].mask.shape]) for i in first], tmp / THUMBNAILS)
     return record

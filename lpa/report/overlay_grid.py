@@ -1,7 +1,7 @@
 """The report's grid of segmentations across methods: per mask dataset, the first test images
 (rows) with the photo, the ground-truth mask, the thresholded centre prior and each run's
 thresholded map (lowest seed), from the thumbnails segment@<trial>-on-<name> stores
-(runs/<trial>/segmentation/<name>/first_images.npz, lpa.experiments.segmentation). Written to
+(runs/<trial>/segmentation/<name>/first_images/, in lpa.thumbnails' format). Written to
 reports/<suite>/segmentation-<name>-grid.png.
 """
 from __future__ import annotations
@@ -15,9 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lpa.files import write_figure
+from lpa.thumbnails import FOLDER, INDEX, load_thumbnails
 
-# written by lpa.experiments.segmentation (FIRST_IMAGES_FILE); lpa.report stays torch-free, so not imported
-FIRST_IMAGES_FILE = "first_images.npz"
 MAX_ROWS = 4
 
 
@@ -26,10 +25,11 @@ def grid_name(dataset: str) -> str:
 
 
 def find_first_images(records: Sequence[Mapping], run_dirs: Sequence[Path]) -> dict[str, dict[str, Path]]:
-    """{dataset: {run: its lowest seed's first_images.npz}} (runs in record order)."""
+    """{dataset: {run: its lowest seed's thumbnail folder}} (runs in record order)."""
     found: dict[str, dict[str, tuple[int, Path]]] = {}
     for record, run_dir in zip(records, run_dirs):
-        for path in sorted(Path(run_dir).glob(f"segmentation/*/{FIRST_IMAGES_FILE}")):
+        for index in sorted(Path(run_dir).glob(f"segmentation/*/{FOLDER}/{INDEX}")):
+            path = index.parent
             seed = int(record["seed"]) if record["seed"] is not None else 0
             runs = found.setdefault(path.parent.name, {})
             if record["run"] not in runs or seed < runs[record["run"]][0]:
@@ -45,24 +45,24 @@ def _cell(ax, picture: np.ndarray, title: str) -> None:
 
 
 def save_overlay_grid(sources: Mapping[str, Path], path: Path, title: str = "") -> Path | None:
-    """`sources`: run -> first_images.npz of one dataset. Rows: the first images every source has
+    """`sources`: run -> thumbnail folder of one dataset. Rows: the first images every source has
     (up to MAX_ROWS); columns: photo, mask, centre prior, each run's thresholded map with its Jaccard.
     None (nothing written) when there is no source."""
     if not sources:
         return None
-    saved = {run: np.load(p, allow_pickle=False) for run, p in sources.items()}
+    saved = {run: load_thumbnails(p) for run, p in sources.items()}
     first = next(iter(saved.values()))
-    rows = min(MAX_ROWS, *(len(s["names"]) for s in saved.values()))
+    rows = min(MAX_ROWS, *(len(s) for s in saved.values()))
     columns = 3 + len(saved)
     fig = Figure(figsize=(1.6 * columns, 1.45 * rows + 0.5), dpi=100)
     FigureCanvasAgg(fig)
     axes = np.atleast_2d(fig.subplots(rows, columns, squeeze=False))
     for i in range(rows):
-        _cell(axes[i, 0], first[f"image{i}"], str(first["names"][i]))
-        _cell(axes[i, 1], first[f"mask{i}"], "mask")
-        _cell(axes[i, 2], first[f"prior{i}"], "centre prior")
+        _cell(axes[i, 0], first[i].image, first[i].name)
+        _cell(axes[i, 1], first[i].mask, "mask")
+        _cell(axes[i, 2], first[i].prior, "centre prior")
         for j, (run, s) in enumerate(saved.items()):
-            _cell(axes[i, 3 + j], s[f"binary{i}"], f"{run}\nJaccard {float(s['jaccard'][i]):.2f}")
+            _cell(axes[i, 3 + j], s[i].binary, f"{run}\nJaccard {s[i].jaccard:.2f}")
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

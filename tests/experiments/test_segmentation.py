@@ -29,9 +29,9 @@ from lpa.layout import model_file
 from lpa.train.modelfile import preprocessing_record
 from lpa.config.params import compose_params_yaml
 from lpa.data.masks import MaskedImage, read_mask_dataset
-from lpa.experiments.segmentation import (FIRST_IMAGES_FILE, THUMBNAIL_SIDE, binarise, centre_prior, combine_levels,
-                                          jaccard, otsu_threshold, rescale_to_unit, save_first_images,
-                                          segmentation_run)
+from lpa.experiments.segmentation import (binarise, centre_prior, combine_levels, jaccard, otsu_threshold,
+                                          rescale_to_unit, segmentation_run)
+from lpa.thumbnails import FOLDER, load_thumbnails
 from tests.helpers.run import REPO
 from tests.helpers.checks import one_line
 from tests.helpers.masks import N_TEST, PASTED, rgb, save_image, save_mask
@@ -297,7 +297,7 @@ def test_segmentation_run_writes_its_record(runs, name):
         assert all(0.0 <= v <= 1.0 for v in scores.values())
     figures = sorted(p.name for p in run["figures"].iterdir())
     if name == "vgg-att2":   # figure_images=1: one figure per class, and the first image for the report's grid
-        assert figures == sorted([f"{c}.png" for c in classes] + [FIRST_IMAGES_FILE])
+        assert figures == sorted([f"{c}.png" for c in classes] + [FOLDER])
         for png in run["figures"].glob("*.png"):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:                    # figure_images=0: the folder (a DVC output) exists, empty
@@ -306,22 +306,13 @@ def test_segmentation_run_writes_its_record(runs, name):
 
 def test_first_images_for_the_reports_grid(runs, pasted):
     # figure_images=1: the dataset's first image (fixed order), its mask and both thresholded maps
-    saved = np.load(runs["vgg-att2"]["figures"] / FIRST_IMAGES_FILE)
+    saved = load_thumbnails(runs["vgg-att2"]["figures"] / FOLDER)
     first = read_mask_dataset(pasted["extracted"])[0]
-    assert list(saved["names"]) == [first.name]
-    assert saved["image0"].dtype == np.uint8 and saved["image0"].shape == first.image.shape
-    np.testing.assert_array_equal(saved["mask0"], first.mask)
-    assert saved["binary0"].dtype == bool and saved["prior0"].shape == first.mask.shape
-    assert 0.0 <= float(saved["jaccard"][0]) <= 1.0
-
-
-def test_first_images_are_thumbnails(tmp_path):
-    big = MaskedImage("horse", "h1", np.full((300, 400, 3), 200, np.uint8), np.zeros((300, 400), bool))
-    binary = np.zeros((300, 400), bool)
-    binary[100:200, 100:300] = True
-    saved = np.load(save_first_images([big], [binary], [binary], [0.5], tmp_path / "first.npz"))
-    assert saved["image0"].shape == (96, THUMBNAIL_SIDE, 3) and saved["mask0"].shape == (96, THUMBNAIL_SIDE)
-    assert saved["binary0"].mean() == pytest.approx(binary.mean(), abs=0.02)
+    assert [t.name for t in saved] == [first.name]
+    assert saved[0].image.dtype == np.uint8 and saved[0].image.shape == first.image.shape
+    np.testing.assert_array_equal(saved[0].mask, first.mask)
+    assert saved[0].binary.dtype == bool and saved[0].prior.shape == first.mask.shape
+    assert 0.0 <= saved[0].jaccard <= 1.0
 
 
 def test_centre_prior_scores_are_the_models_floor_computed_once(runs, pasted):
@@ -378,9 +369,9 @@ def test_segmentation_run_on_pictures_of_other_sizes(tmp_path, model_files):
     assert all(0 <= v <= 1 for who in ("model", "centre_prior") for v in record["jaccard"][who].values())
     # the centre prior finds most of a centred square
     assert record["jaccard"]["centre_prior"]["mean"] > 0.3
-    assert sorted(p.name for p in (tmp_path / "od").iterdir()) == ["car.png", FIRST_IMAGES_FILE, "horse.png"]
-    saved = np.load(tmp_path / "od" / FIRST_IMAGES_FILE)   # the first 2 images whatever their class and size
-    assert [saved[f"image{i}"].shape[:2] for i in range(2)] == [(40, 24), (24, 40)]
+    assert sorted(p.name for p in (tmp_path / "od").iterdir()) == ["car.png", FOLDER, "horse.png"]
+    saved = load_thumbnails(tmp_path / "od" / FOLDER)   # the first 2 images whatever their class and size
+    assert [t.image.shape[:2] for t in saved] == [(40, 24), (24, 40)]
 
 
 # ----------------------------------------------------------------------------- the stage

@@ -3,7 +3,6 @@ comparisons with Welch intervals and their sentences, the map statistics, the fi
 overlay grid, and the whole report rendered from the committed quick records."""
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from unittest import mock
@@ -17,7 +16,8 @@ from lpa.config.run import resolve_run
 from lpa.report.aggregate import DOES_NOT_HOLD, HOLDS, NOT_RESOLVED, compare_runs, verdict
 from lpa.report.claims import claim_sentence
 from lpa.report.map_stats import load_map_stats, map_stats_json, map_stats_summary, render_map_stats_md
-from lpa.report.overlay_grid import FIRST_IMAGES_FILE, find_first_images, save_overlay_grid
+from lpa.report.overlay_grid import find_first_images, save_overlay_grid
+from lpa.thumbnails import FOLDER, Thumbnail, save_thumbnails
 from lpa.report.records import load_trial
 from lpa.report.segmentation import (PRIOR, VS_PRIOR, jaccard_comparisons, jaccard_seed_table, load_segmentation,
                                      render_jaccard_seeds_md, save_jaccard_figure)
@@ -202,39 +202,26 @@ def test_no_map_statistics():
 
 # ----------------------------------------------------------------------------- overlay grid
 
-def fake_first_images(path: Path, n: int, score: float) -> Path:
+def fake_first_images(folder: Path, n: int, score: float) -> Path:
     rng = np.random.default_rng(0)
-    arrays = {"names": np.asarray([f"horse{i:03d}" for i in range(n)]), "jaccard": np.full(n, score)}
-    for i in range(n):
-        arrays.update({f"image{i}": rng.integers(0, 255, (24, 32, 3), dtype=np.uint8),
-                       f"mask{i}": rng.random((24, 32)) > 0.5, f"binary{i}": rng.random((24, 32)) > 0.5,
-                       f"prior{i}": rng.random((24, 32)) > 0.5})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    path.write_bytes(buf.getvalue())
-    return path
+    return save_thumbnails([Thumbnail(f"horse{i:03d}", score, rng.integers(0, 255, (24, 32, 3), dtype=np.uint8),
+                                      rng.random((24, 32)) > 0.5, rng.random((24, 32)) > 0.5,
+                                      rng.random((24, 32)) > 0.5) for i in range(n)], folder)
 
 
 def test_overlay_grid_from_the_lowest_seed_of_each_run(trials, tmp_path):
     records, dirs = trials
     for record, run_dir in zip(records, dirs):
         if record["seed"] > 0:   # seed 0 of the attention run has no thumbnails: seed 1 is used
-            fake_first_images(run_dir / "segmentation" / "horse" / FIRST_IMAGES_FILE, 3, 0.5)
-    fake_first_images(dirs[3] / "segmentation" / "horse" / FIRST_IMAGES_FILE, 2, 0.6)   # GAP seed 0
+            fake_first_images(run_dir / "segmentation" / "horse" / FOLDER, 3, 0.5)
+    fake_first_images(dirs[3] / "segmentation" / "horse" / FOLDER, 2, 0.6)   # GAP seed 0
     found = find_first_images(records, dirs)
     assert list(found) == ["horse"]
-    assert found["horse"] == {ATT: dirs[1] / "segmentation" / "horse" / FIRST_IMAGES_FILE,
-                              GAP: dirs[3] / "segmentation" / "horse" / FIRST_IMAGES_FILE}
+    assert found["horse"] == {ATT: dirs[1] / "segmentation" / "horse" / FOLDER,
+                              GAP: dirs[3] / "segmentation" / "horse" / FOLDER}
     out = save_overlay_grid(found["horse"], tmp_path / "grid.png", title="t")
     assert out.read_bytes()[:8] == PNG
     assert save_overlay_grid({}, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
-
-
-def test_first_images_file_name_matches_the_stage():
-    # lpa.report is torch-free, so it names the segment stage's file instead of importing it
-    text = (REPO / "lpa" / "experiments" / "segmentation.py").read_text()
-    assert f'FIRST_IMAGES_FILE = "{FIRST_IMAGES_FILE}"' in text
 
 
 # ----------------------------------------------------------------------------- the whole report
