@@ -240,9 +240,11 @@ def run_jobs(jobs: Sequence[Job], devices: Sequence[str], slots_per_device: int 
             if job.state == "running":
                 job.process.terminate()
         for job in jobs:
-            if job.state == "running":
-                job.process.wait()
-                finish(job, "failed", "interrupted")
+            if job.state == "running":  # one that ended on its own as the Ctrl-C came is done, not failed
+                if job.process.wait() == 0:
+                    finish(job, "done")
+                else:
+                    finish(job, "failed", "interrupted")
             elif job.state == "pending":
                 job.state, job.reason = "skipped", "interrupted"
     return list(jobs)

@@ -240,8 +240,10 @@ def test_a_killed_rank_stops_the_run_with_one_line_and_the_rerun_resumes(digits)
 
 
 # digits-vgg trains ~3x faster than digits-vgg-att2: more epochs keep it training until att2's
-# first checkpoint, so the launcher is stopped with both slots busy
-LAUNCH_DIGITS = ["suite=quick", "model.width=0.125", "train.epochs=3", "train.checkpoint_every=1",
+# first checkpoint, so the launcher is stopped with both slots busy; att2's 7 epochs after that
+# checkpoint (~9 s on 2 cores) give the stop time to land before either run ends (with 2 epochs
+# after it, a loaded CI machine once saw att2 finish first)
+LAUNCH_DIGITS = ["suite=quick", "model.width=0.125", "train.epochs=8", "train.checkpoint_every=1",
                  "train.max_images=480", "+runs.digits-vgg.train.epochs=24",
                  "data.datasets=[digits]", "~runs.pasted-vgg-att2", "~runs.pasted-vgg-gap", "transfer.runs=[]",
                  "segmentation.runs=[]", "segmentation.datasets=[]"]

@@ -84,6 +84,31 @@ def test_cpu_slots_share_the_cores(tmp_path, monkeypatch):
     assert threads == {str(max(1, (os.cpu_count() or 1) // 2))}
 
 
+def test_ctrl_c_fails_the_running_jobs_but_not_one_that_had_ended(tmp_path):
+    ended, running, waiting = (fake_job(tmp_path, "ended", seconds=0.0), fake_job(tmp_path, "running", seconds=60),
+                               fake_job(tmp_path, "waiting", after=["running"]))
+    lines: list[str] = []
+
+    def print_line(line: str) -> None:  # Ctrl-C as "running" starts, once "ended" has exited 0
+        lines.append(line)
+        if "running: started" in line:
+            assert wait_for_exit(ended, 20)
+            raise KeyboardInterrupt
+
+    run_jobs([ended, running, waiting], ["cpu"], slots_per_device=2, print_line=print_line, poll_seconds=0.05)
+    assert [(job.state, job.reason) for job in (ended, running, waiting)] == [
+        ("done", ""), ("failed", "interrupted"), ("skipped", "interrupted")]
+    assert running.process.returncode != 0 and any("running: failed on cpu (interrupted)" in x for x in lines)
+
+
+def wait_for_exit(job: Job, seconds: float) -> bool:
+    try:
+        job.process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        return False
+    return job.process.returncode == 0
+
+
 def test_error_line_prefers_the_stage_own_message(tmp_path):
     log = tmp_path / "x.log"
     log.write_text("Running stage 'train@x':\nerror: train.lr too large; lower it\n"
