@@ -54,7 +54,7 @@ settings: venv
 	$(PY) -m lpa.config settings
 
 # the CPU-scale real-data suite (conf/suite/cifar-cpu.yaml): CIFAR-10 (the JPEG copy), transfer to Caltech-101,
-# segmentation on Weizmann Horse; about 2 h 45 min on 2 cores. Its three archives must be in data/raw/
+# segmentation on Weizmann Horse; 153 min measured on 2 cores (AMD EPYC). Its three archives must be in data/raw/
 CIFAR_CPU_ARCHIVES := cifar10-jpeg-q75.tar.gz caltech101.tar.gz weizmann-horse.tar.gz
 cifar-cpu: venv
 	@missing="$(strip $(foreach a,$(CIFAR_CPU_ARCHIVES),$(if $(wildcard data/raw/$(a)),,$(a))))"; \

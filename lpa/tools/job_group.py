@@ -27,14 +27,8 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 # how long the stopped group gets to exit on SIGINT (DVC writes its lock files back) before SIGKILL
 GRACE_S = 10.0
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-class Stopped(Exception):
-    """The guard was told to stop (or its launcher died): `signum` is the signal."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
+# how often the guard looks whether it was told to stop while its command runs
+POLL_S = 0.1
 
 
 def guarded(command: Sequence[str]) -> list[str]:
@@ -54,8 +48,6 @@ def die_with(parent: int) -> None:
 def stop_group(child: subprocess.Popen, grace_s: float = GRACE_S) -> None:
     """Stop `child`'s process group: SIGINT, then SIGKILL to what is left after `grace_s` seconds
     (or at once once `child` has exited: its stragglers are not waited for)."""
-    for signum in STOP_SIGNALS:  # a second signal (the launcher's SIGTERM after the terminal's SIGINT) waits too
-        signal.signal(signum, signal.SIG_IGN)
     send(child.pid, signal.SIGINT)
     try:
         child.wait(timeout=grace_s)
@@ -75,8 +67,14 @@ def send(group: int, signum: int) -> None:
 def run_guarded(parent: int, command: Sequence[str], grace_s: float = GRACE_S) -> int:
     """Run `command` in a session of its own until it exits, or until this process is told to stop
     or `parent` dies (then stop_group); its exit code, or 128 + the stopping signal."""
+    # The handler only records the signal. It used to raise, and on Ctrl-C the launcher's SIGTERM
+    # follows the terminal's SIGINT within microseconds: the second handler then raised out of the
+    # stopping itself, the guard died with a traceback and its run trained on behind DVC's back
+    # (seen under pytest-xdist load: the killed-launcher test found the runs done, not resumable).
+    stops: list[int] = []
+
     def stop(signum: int, _frame) -> None:
-        raise Stopped(signum)
+        stops.append(signum)
 
     # blocked while the child starts: a stop arriving then is handled once `child` exists
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
@@ -87,12 +85,16 @@ def run_guarded(parent: int, command: Sequence[str], grace_s: float = GRACE_S) -
     # the stage would never see the SIGINT of stop_group and would train on until its SIGKILL
     child = subprocess.Popen(list(command), start_new_session=True,
                              preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS))
-    try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        return child.wait()
-    except Stopped as stopped:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    while not stops:
+        try:
+            return child.wait(timeout=POLL_S)
+        except subprocess.TimeoutExpired:
+            pass
+    if child.poll() is None:
         stop_group(child, grace_s)
-        return 128 + stopped.signum
+        return 128 + stops[0]
+    return child.returncode  # it had ended on its own as the stop came
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import stages.train
 from lpa import files
 from lpa.config.stage_runner import user_errors_as_one_line
 from lpa.errors import WriteError
+from lpa.tools.job_group import guarded
 from lpa.train.checkpoint import save_checkpoint
 from tests.helpers.run import repo_snapshot, run_dvc, run_stage_in_process, sh
 
@@ -137,6 +138,22 @@ def test_a_guarded_run_stops_with_its_launcher(tmp_path, signum):
     assert wait_for(lambda: not guard[0].is_running() or guard[0].status() == "zombie", 15)
 
 
+def test_a_guard_told_to_stop_twice_at_once_still_stops_its_run(tmp_path):
+    # Ctrl-C on the launcher: the terminal's SIGINT and, microseconds later, the launcher's SIGTERM
+    pid_file = tmp_path / "pid"
+    run = (f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+           "try:\n    time.sleep(600)\nexcept KeyboardInterrupt:\n    pass\n")  # a stage: SIGINT ends it quietly
+    guard = subprocess.Popen(guarded([sys.executable, "-c", run]), cwd=Path(__file__).parents[2],
+                             stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), 30)
+    training = int(pid_file.read_text())
+    guard.send_signal(signal.SIGINT)
+    guard.send_signal(signal.SIGTERM)
+    _, err = guard.communicate(timeout=30)
+    assert guard.returncode == 128 + signal.SIGINT and err == "", err
+    assert wait_for(lambda: not psutil.pid_exists(training) or psutil.Process(training).status() == "zombie", 15)
+
+
 # ---------------------------------------------------------------------------------------------
 # end to end on the quick suite's digits (CPU): a full disk at the model write, a killed rank,
 # a killed launcher
@@ -240,10 +257,8 @@ def test_a_killed_rank_stops_the_run_with_one_line_and_the_rerun_resumes(digits)
 
 
 # digits-vgg trains ~3x faster than digits-vgg-att2: more epochs keep it training until att2's
-# first checkpoint, so the launcher is stopped with both slots busy; att2's 7 epochs after that
-# checkpoint (~9 s on 2 cores) give the stop time to land before either run ends (with 2 epochs
-# after it, a loaded CI machine once saw att2 finish first)
-LAUNCH_DIGITS = ["suite=quick", "model.width=0.125", "train.epochs=8", "train.checkpoint_every=1",
+# first checkpoint, so the launcher is stopped with both slots busy
+LAUNCH_DIGITS = ["suite=quick", "model.width=0.125", "train.epochs=3", "train.checkpoint_every=1",
                  "train.max_images=480", "+runs.digits-vgg.train.epochs=24",
                  "data.datasets=[digits]", "~runs.pasted-vgg-att2", "~runs.pasted-vgg-gap", "transfer.runs=[]",
                  "segmentation.runs=[]", "segmentation.datasets=[]"]
