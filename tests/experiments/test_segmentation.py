@@ -28,7 +28,7 @@ from lpa.errors import ConfigError
 from lpa.layout import model_file
 from lpa.train.modelfile import preprocessing_record
 from lpa.config.params import compose_params_yaml
-from lpa.data.masks import MaskedImage, read_mask_dataset
+from lpa.data.masks import read_mask_dataset
 from lpa.experiments.segmentation import (binarise, centre_prior, combine_levels, jaccard, otsu_threshold,
                                           rescale_to_unit, segmentation_run)
 from lpa.thumbnails import FOLDER, load_thumbnails

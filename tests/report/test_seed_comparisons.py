@@ -8,7 +8,6 @@ from pathlib import Path
 from unittest import mock
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import lpa.report.suite as suite_report
@@ -17,13 +16,13 @@ from lpa.report.aggregate import DOES_NOT_HOLD, HOLDS, NOT_RESOLVED, compare_run
 from lpa.report.claims import claim_sentence
 from lpa.report.map_stats import load_map_stats, map_stats_json, map_stats_summary, render_map_stats_md
 from lpa.report.overlay_grid import find_first_images, save_overlay_grid
-from lpa.thumbnails import FOLDER, Thumbnail, save_thumbnails
 from lpa.report.records import load_trial
 from lpa.report.segmentation import (PRIOR, VS_PRIOR, jaccard_comparisons, jaccard_seed_table, load_segmentation,
                                      render_jaccard_seeds_md, save_jaccard_figure)
 from lpa.report.stats import summarize
 from lpa.report.transfer import (load_transfer, render_transfer_seeds_md, save_transfer_figure, transfer_comparisons,
                                  transfer_seed_table)
+from lpa.thumbnails import FOLDER, Thumbnail, save_thumbnails
 from tests.helpers.params import shrunk_params
 from tests.helpers.run import REPO
 
