@@ -9,12 +9,18 @@ stages of one repository concurrently when each is its own `dvc repro`, with per
 
 1. the data stages (download@, preprocess@ of data.datasets), once, in one `dvc repro`;
 2. the train@/finetune@ stages `dvc status` reports as not done, each as
-   `dvc repro --single-item <stage>` with CUDA_VISIBLE_DEVICES set to its slot's device (a trial
-   of train.distributed.processes = P > 1: P GPUs, one slot on each; refused before anything runs
-   when --devices gives fewer GPUs), its output in logs/launch/<suite>/<trial>.log, the next one
-   started as a slot frees (a finetune@ waits for its parent; skipped if the parent failed). An
+   `dvc --wait-for-lock repro --single-item <stage>` with CUDA_VISIBLE_DEVICES set to its slot's
+   device (a trial of train.distributed.processes = P > 1: P GPUs, one slot on each; refused
+   before anything runs when --devices gives fewer GPUs), its output in
+   logs/launch/<suite>/<trial>.log, the next one started as a slot frees (a finetune@ waits for its parent; skipped if the parent failed). An
    interrupted one resumes from its checkpoint;
 3. when every run is done, one `dvc repro` for the rest (evaluation, experiments, report).
+
+`--wait-for-lock`: a `dvc repro` takes the repository lock to start, lets go of it while its
+stage runs and takes it again to write dvc.lock. Without the flag DVC gives up after 3 s when
+another `dvc repro` holds it; at the end of a run that threw the run away (model written,
+checkpoints removed, not in dvc.lock: the next repro trained it from scratch; seen on a loaded
+2-core machine with two slots).
 
 A failed run does not stop the others; the summary lists each as done, failed (with its log) or
 skipped, and the exit code is 1 if any failed. Launching again runs only what is not done.
@@ -55,15 +61,6 @@ def run_logged(command: list[str], log: Path, device: str) -> int:
     with open(log, "wb") as out:
         return subprocess.run(guarded(command), stdout=out, stderr=subprocess.STDOUT,
                               env=slot_environment(device, threads=None)).returncode
-
-
-def dvc_lock_busy(log: Path) -> bool:
-    """DVC gave up waiting for its repository lock (another `dvc repro` held it a moment too long,
-    seen on a loaded machine): the run never started, so it is simply started again."""
-    try:
-        return "Unable to acquire lock" in log.read_text(errors="replace")
-    except OSError:
-        return False
 
 
 def pending_stages(stages: list[str]) -> set[str]:
@@ -113,8 +110,8 @@ def plan_jobs(stages: list[tuple[str, str, str | None]], pending: set[str], logs
         if stage not in pending:
             continue
         after = (parent,) if parent and f"train@{parent}" in pending else ()
-        jobs.append(Job(trial, dvc("repro", "--single-item", stage), logs / f"{trial}.log", after,
-                        (processes or {}).get(trial, 1)))
+        command = dvc("--wait-for-lock", "repro", "--single-item", stage)
+        jobs.append(Job(trial, command, logs / f"{trial}.log", after, (processes or {}).get(trial, 1)))
     return jobs
 
 
@@ -169,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"runs: {len(jobs)} to train, {len(stages) - len(jobs)} up to date; "
           f"{args.slots_per_device} slot(s) on each of {', '.join(devices)}", flush=True)
-    run_jobs(jobs, devices, args.slots_per_device, print_line=lambda line: print(line, flush=True),
-             retry_when=dvc_lock_busy)
+    run_jobs(jobs, devices, args.slots_per_device, print_line=lambda line: print(line, flush=True))
     if jobs:
         print(summary_table(jobs))
     states = counts(jobs)

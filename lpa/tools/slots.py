@@ -49,7 +49,6 @@ class Job:
     seconds: float = 0.0
     epoch: tuple[int, int] | None = None
     reason: str = ""
-    retried: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -167,8 +166,7 @@ def device_label(device: str) -> str:
 
 
 def run_jobs(jobs: Sequence[Job], devices: Sequence[str], slots_per_device: int = 1,
-             print_line: Callable[[str], None] = print, poll_seconds: float = 1.0,
-             retry_when: Callable[[Path], bool] | None = None, retries: int = 3) -> list[Job]:
+             print_line: Callable[[str], None] = print, poll_seconds: float = 1.0) -> list[Job]:
     """Run `jobs` on `slots_per_device` slots of each device until every one is done, failed or
     skipped; returns them. Started in the order given, each as soon as its slots are free and the
     jobs it waits for are done (a job of several processes waiting for GPUs lets later ones by).
@@ -225,12 +223,6 @@ def run_jobs(jobs: Sequence[Job], devices: Sequence[str], slots_per_device: int 
                     print_line(f"{stamp()} {job.name}: {device_label(job.device)} epoch {done}/{total} "
                                f"ETA {clock(eta)}")
                 code = job.process.poll()
-                if code is not None and code != 0 and retry_when and job.retried < retries and retry_when(job.log):
-                    free.extend(job.device.split(","))  # a transient failure (retry_when says so): run it again
-                    job.retried += 1
-                    job.state, job.epoch = "pending", None
-                    print_line(f"{stamp()} {job.name}: {error_line(job.log)[:120]}; retry {job.retried} of {retries}")
-                    continue
                 if code is not None:
                     free.extend(job.device.split(","))
                     finish(job, "done" if code == 0 else "failed",

@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+import zc.lockfile  # DVC's repository lock
 
 from lpa.config.run import check_params
 from lpa.config.params import compose_params_yaml
@@ -152,6 +154,37 @@ def test_a_finetune_waits_for_its_pending_parent_only(paper_params, tmp_path):
     assert both[1].command[-3:] == ["repro", "--single-item", f"finetune@{child}"]
     alone = plan_jobs(stages, {f"finetune@{child}"}, tmp_path)
     assert [(j.name, j.after) for j in alone] == [(child, ())]
+
+
+def test_a_launched_run_waits_for_the_repository_lock_to_record_itself(tmp_path):
+    # a `dvc repro` lets go of the repository lock while its stage runs and takes it again to
+    # write dvc.lock; another `dvc repro` holding it then for over DVC's 3 s used to fail the
+    # finished run ("Unable to acquire lock"), which the next repro trained again from scratch
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    sh([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], repo)
+    stage = "import time; open('started', 'w').close(); time.sleep(1); open('out', 'w').write('trained')"
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train": {"cmd": f'python -c "{stage}"',
+                                                                       "outs": ["out"]}}}))
+    [job] = plan_jobs([("train", "t", None)], {"train"}, tmp_path / "logs")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    run = subprocess.Popen(job.command, cwd=repo, env=env, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not (repo / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    while True:  # the lock is free while the stage runs: another `dvc repro` takes it
+        try:
+            held = zc.lockfile.LockFile(str(repo / ".dvc/tmp/lock"))
+            break
+        except zc.lockfile.LockError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    time.sleep(5)  # held past the end of the stage and DVC's 3 s
+    held.close()
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, out
+    assert (repo / "out").read_text() == "trained" and "train:" in (repo / "dvc.lock").read_text()
 
 
 def test_the_slurm_array_script_is_well_formed():
