@@ -7,12 +7,20 @@ session of its own (DVC, the stage, torchrun's agent: its training processes die
 lpa.train.distributed); the guard stops that whole group when it gets SIGTERM or SIGINT (the
 launcher's Ctrl-C) and when the launcher dies, even killed outright (kill -9, the OOM killer):
 Linux's PR_SET_PDEATHSIG sends the guard SIGTERM then. So no run goes on training behind DVC's
-back, and DVC is left to clean up: stopping is SIGINT to the group first (the stage exits as on
-Ctrl-C, DVC releases its repository locks and exits), then SIGKILL to whatever is left after
-GRACE_S seconds. A lock of a DVC killed outright is not stuck either: `.dvc/tmp/lock` is an fcntl
-lock the kernel drops with its process, and DVC removes `.dvc/tmp/rwlock` entries of dead pids.
+back.
 
-Exit code: the command's, or 128 + the signal that stopped it. Not a DVC stage; no torch.
+Stopping (stop_group) interrupts the stage, not DVC: SIGINT goes to every process of the group
+but its leader, the `dvc repro` (the stage exits as on Ctrl-C; DVC reports it failed, releases
+its repository locks and exits), then SIGKILL to whatever is left after GRACE_S seconds. DVC
+ignores SIGINT while its stage runs anyway; once the stage has ended, DVC is hashing its outputs
+and writing dvc.lock, and a SIGINT then would throw away a run that had just finished: its
+model file on disk and its checkpoints removed, but not in the lock, so the next `dvc repro`
+trains it again from scratch. Left alone, DVC records it and exits 0 within the grace. A lock of
+a DVC killed outright is not stuck either: `.dvc/tmp/lock` is an fcntl lock the kernel drops with
+its process, and DVC removes `.dvc/tmp/rwlock` entries of dead pids.
+
+Exit code: the command's (0 when it finished as the stop came), or 128 + the signal that stopped
+it. Not a DVC stage; no torch.
 """
 from __future__ import annotations
 
@@ -21,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -46,15 +55,59 @@ def die_with(parent: int) -> None:
 
 
 def stop_group(child: subprocess.Popen, grace_s: float = GRACE_S) -> None:
-    """Stop `child`'s process group: SIGINT, then SIGKILL to what is left after `grace_s` seconds
-    (or at once once `child` has exited: its stragglers are not waited for)."""
-    send(child.pid, signal.SIGINT)
-    try:
-        child.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        pass
+    """Stop `child`'s process group: SIGINT to each process in it but `child` itself (the stage
+    under DVC, and what the stage started), also to those that appear meanwhile (a stage DVC was
+    about to start), until `child` exits; SIGKILL to what is left after `grace_s` seconds, or at
+    once when `child` has exited (its stragglers are not waited for). Where the group cannot be
+    listed (no /proc), SIGINT goes to the whole group, `child` included."""
+    deadline = time.monotonic() + grace_s
+    told: set[int] = set()
+    while True:
+        members = group_members(child.pid)
+        if members is None:
+            if not told:
+                send(child.pid, signal.SIGINT)
+                told.add(child.pid)
+        else:
+            for pid in sorted(members - told - {child.pid}):
+                signal_process(pid, signal.SIGINT)
+                told.add(pid)
+        try:
+            child.wait(timeout=min(POLL_S, max(deadline - time.monotonic(), 0.0)))
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                break
     send(child.pid, signal.SIGKILL)
     child.wait()
+
+
+def group_members(group: int) -> set[int] | None:
+    """The pids of the processes in process group `group`, read from /proc; None without /proc."""
+    proc = "/proc"
+    if not os.path.isdir(proc):
+        return None
+    members = set()
+    for name in os.listdir(proc):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # it exited while we looked
+            continue
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so split after the last ")"
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[2]) == group:
+            members.add(int(name))
+    return members
+
+
+def signal_process(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):  # gone already
+        pass
 
 
 def send(group: int, signum: int) -> None:
@@ -66,7 +119,8 @@ def send(group: int, signum: int) -> None:
 
 def run_guarded(parent: int, command: Sequence[str], grace_s: float = GRACE_S) -> int:
     """Run `command` in a session of its own until it exits, or until this process is told to stop
-    or `parent` dies (then stop_group); its exit code, or 128 + the stopping signal."""
+    or `parent` dies (then stop_group); its exit code, or 128 + the stopping signal (0 when the
+    stopped command still exited 0)."""
     # The handler only records the signal. It used to raise, and on Ctrl-C the launcher's SIGTERM
     # follows the terminal's SIGINT within microseconds: the second handler then raised out of the
     # stopping itself, the guard died with a traceback and its run trained on behind DVC's back
@@ -91,10 +145,11 @@ def run_guarded(parent: int, command: Sequence[str], grace_s: float = GRACE_S) -
             return child.wait(timeout=POLL_S)
         except subprocess.TimeoutExpired:
             pass
-    if child.poll() is None:
-        stop_group(child, grace_s)
-        return 128 + stops[0]
-    return child.returncode  # it had ended on its own as the stop came
+    if child.poll() is not None:
+        return child.returncode  # it had ended on its own as the stop came
+    stop_group(child, grace_s)
+    # 0: DVC was recording a stage that had finished, and did (see the module docstring)
+    return 0 if child.returncode == 0 else 128 + stops[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
