@@ -16,11 +16,12 @@ stages of one repository concurrently when each is its own `dvc repro`, with per
    interrupted one resumes from its checkpoint;
 3. when every run is done, one `dvc repro` for the rest (evaluation, experiments, report).
 
-`--wait-for-lock`: a `dvc repro` takes the repository lock to start, lets go of it while its
-stage runs and takes it again to write dvc.lock. Without the flag DVC gives up after 3 s when
-another `dvc repro` holds it; at the end of a run that threw the run away (model written,
-checkpoints removed, not in dvc.lock: the next repro trained it from scratch; seen on a loaded
-2-core machine with two slots).
+Every DVC command here passes `--wait-for-lock`: a `dvc repro` takes the repository lock to
+start, lets go of it while its stage runs and takes it again to write dvc.lock. Without the flag
+DVC gives up after 3 s when another `dvc repro` holds it; at the end of a run that threw the run
+away (model written, checkpoints removed, not in dvc.lock: the next repro trained it from
+scratch; seen on a loaded 2-core machine with two slots), and a launch right after a killed one
+failed while the old runs' DVC processes were still exiting.
 
 A failed run does not stop the others; the summary lists each as done, failed (with its log) or
 skipped, and the exit code is 1 if any failed. Launching again runs only what is not done.
@@ -52,7 +53,8 @@ from lpa.tools.slots import (Job, check_fits, counts, parse_devices, python_modu
 
 
 def dvc(*args: str) -> list[str]:
-    return python_module("dvc", *args)
+    """A DVC command that waits for the repository lock (see --wait-for-lock above)."""
+    return python_module("dvc", "--wait-for-lock", *args)
 
 
 def run_logged(command: list[str], log: Path, device: str) -> int:
@@ -110,7 +112,7 @@ def plan_jobs(stages: list[tuple[str, str, str | None]], pending: set[str], logs
         if stage not in pending:
             continue
         after = (parent,) if parent and f"train@{parent}" in pending else ()
-        command = dvc("--wait-for-lock", "repro", "--single-item", stage)
+        command = dvc("repro", "--single-item", stage)
         jobs.append(Job(trial, command, logs / f"{trial}.log", after, (processes or {}).get(trial, 1)))
     return jobs
 
