@@ -12,16 +12,16 @@ stages of one repository concurrently when each is its own `dvc repro`, with per
    `dvc --wait-for-lock repro --single-item <stage>` with CUDA_VISIBLE_DEVICES set to its slot's
    device (a trial of train.distributed.processes = P > 1: P GPUs, one slot on each; refused
    before anything runs when --devices gives fewer GPUs), its output in
-   logs/launch/<suite>/<trial>.log, the next one started as a slot frees (a finetune@ waits for its parent; skipped if the parent failed). An
-   interrupted one resumes from its checkpoint;
+   logs/launch/<suite>/<trial>.log, the next one started as a slot frees (a finetune@ waits for
+   its parent; skipped if the parent failed). An interrupted one resumes from its checkpoint;
 3. when every run is done, one `dvc repro` for the rest (evaluation, experiments, report).
 
 Every DVC command here passes `--wait-for-lock`: a `dvc repro` takes the repository lock to
 start, lets go of it while its stage runs and takes it again to write dvc.lock. Without the flag
-DVC gives up after 3 s when another `dvc repro` holds it; at the end of a run that threw the run
-away (model written, checkpoints removed, not in dvc.lock: the next repro trained it from
-scratch; seen on a loaded 2-core machine with two slots), and a launch right after a killed one
-failed while the old runs' DVC processes were still exiting.
+DVC gives up after 3 s when another `dvc repro` holds it. At the end of a run that threw the
+finished run away (model written, checkpoints removed, not in dvc.lock: the next repro trained
+it from scratch; seen on a loaded 2-core machine with two slots), and a launch right after a
+killed one failed while the old runs' DVC processes were still exiting.
 
 A failed run does not stop the others; the summary lists each as done, failed (with its log) or
 skipped, and the exit code is 1 if any failed. Launching again runs only what is not done.
