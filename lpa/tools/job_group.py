@@ -70,7 +70,7 @@ def stop_group(child: subprocess.Popen, grace_s: float = GRACE_S) -> None:
                 told.add(child.pid)
         else:
             for pid in sorted(members - told - {child.pid}):
-                signal_process(pid, signal.SIGINT)
+                send(pid, signal.SIGINT, group=False)
                 told.add(pid)
         try:
             child.wait(timeout=min(POLL_S, max(deadline - time.monotonic(), 0.0)))
@@ -103,17 +103,11 @@ def group_members(group: int) -> set[int] | None:
     return members
 
 
-def signal_process(pid: int, signum: int) -> None:
+def send(pid: int, signum: int, group: bool = True) -> None:
+    """`signum` to process group `pid` (or, `group` false, to the one process), if still there."""
     try:
-        os.kill(pid, signum)
+        (os.killpg if group else os.kill)(pid, signum)
     except (ProcessLookupError, PermissionError):  # gone already
-        pass
-
-
-def send(group: int, signum: int) -> None:
-    try:
-        os.killpg(group, signum)
-    except (ProcessLookupError, PermissionError):  # the group is gone already
         pass
 
 

@@ -327,7 +327,8 @@ def test_a_killed_launcher_leaves_no_training_and_a_relaunch_resumes_both(tmp_pa
     relaunch = sh([sys.executable, "-m", "lpa.tools.launch", "--devices", "cpu", "--slots-per-device", "2",
                    "--no-finish"], project, check=False)
     data_log = project / "logs/launch/quick/data.log"  # the data stages' dvc repro, run first
-    assert relaunch.returncode == 0, relaunch.stdout + relaunch.stderr + (data_log.read_text() if data_log.exists() else "")
+    data_out = data_log.read_text() if data_log.exists() else ""
+    assert relaunch.returncode == 0, relaunch.stdout + relaunch.stderr + data_out
     assert "runs: 2 to train" in relaunch.stdout
     for trial in LAUNCH_TRIALS:
         log = (project / f"logs/launch/quick/{trial}.log").read_text()
